@@ -1,0 +1,295 @@
+"""The one place that touches RDKit and SELFIES.
+
+Parsing, standardization, canonicalization, SELFIES encoding/decoding, fingerprints and a
+plain ``name -> function`` table of molecular properties. Bad chemistry is data: every
+function here returns ``None`` (or a reason code) for a molecule it cannot handle and
+raises only on programming errors such as a wrong argument type.
+
+>>> canonical_smiles("OCC")
+'CCO'
+>>> canonical_smiles("not a molecule") is None
+True
+>>> decode_selfies(encode_selfies("c1ccccc1O"))
+'Oc1ccccc1'
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import selfies as sf
+from rdkit import Chem, DataStructs, RDLogger, rdBase
+from rdkit.Chem import QED, Crippen, Descriptors, FilterCatalog, Lipinski, rdMolDescriptors
+from rdkit.Chem.MolStandardize import rdMolStandardize
+from rdkit.Chem.rdFingerprintGenerator import GetMorganGenerator
+from rdkit.Contrib.SA_Score import sascorer
+
+__all__ = [
+    "ORGANIC_ELEMENTS",
+    "PROPERTIES",
+    "SELFIES_CONSTRAINTS",
+    "StandardizeOptions",
+    "canonical_smiles",
+    "decode_selfies",
+    "encode_selfies",
+    "morgan_fingerprint",
+    "penalized_logp",
+    "penalized_logp_raw",
+    "sa_score",
+    "split_selfies",
+    "standardize",
+    "tanimoto",
+    "to_mol",
+    "without_rdkit_log",
+]
+
+# SELFIES's semantic-constraint preset that molvae always uses. Recorded in every checkpoint
+# so a model is never decoded under different valence rules than it was trained with.
+SELFIES_CONSTRAINTS = "default"
+
+# Elements a drug-like generative model is trained on; anything else is rejected with a reason.
+ORGANIC_ELEMENTS = frozenset({"H", "B", "C", "N", "O", "F", "Si", "P", "S", "Cl", "Se", "Br", "I"})
+
+
+@contextlib.contextmanager
+def without_rdkit_log() -> Iterator[None]:
+    """Silence RDKit's logger inside the block and restore each level's previous state after it."""
+    previous = dict(line.split(":", 1) for line in rdBase.LogStatus().splitlines() if ":" in line)
+    RDLogger.DisableLog("rdApp.*")
+    try:
+        yield
+    finally:
+        for level, state in previous.items():
+            if state == "enabled":
+                RDLogger.EnableLog(level)
+
+
+def to_mol(smiles: str | None) -> Chem.Mol | None:
+    """Parse SMILES into a sanitized molecule; ``None`` for empty, unparsable or zero-atom input.
+
+    >>> to_mol("") is None, to_mol("C1CC") is None, to_mol("CC").GetNumAtoms()
+    (True, True, 2)
+    """
+    if smiles is None:
+        return None
+    if not isinstance(smiles, str):
+        raise TypeError(f"SMILES must be str, got {type(smiles).__name__}")
+    if not smiles.strip():
+        return None
+    with without_rdkit_log():
+        mol = Chem.MolFromSmiles(smiles)
+    if mol is None or mol.GetNumAtoms() == 0:
+        return None
+    return mol
+
+
+def canonical_smiles(smiles: str | None, isomeric: bool = True) -> str | None:
+    """RDKit canonical SMILES, or ``None`` when the input is not a valid non-empty molecule."""
+    mol = to_mol(smiles)
+    return None if mol is None else Chem.MolToSmiles(mol, isomericSmiles=isomeric)
+
+
+@dataclass(frozen=True)
+class StandardizeOptions:
+    """How raw input molecules are cleaned before training."""
+
+    max_smiles_chars: int = 500  # longer strings are rejected before RDKit spends time on them
+    max_heavy_atoms: int = 80  # drug-like molecules are far smaller; bigger ones are outliers
+    allowed_elements: frozenset[str] = ORGANIC_ELEMENTS  # anything else (metals, ...) is rejected
+    isomeric: bool = True  # keep stereochemistry in the canonical SMILES
+    neutralize: bool = True  # uncharge acids/bases where a neutral form exists
+
+
+_LARGEST_FRAGMENT = rdMolStandardize.LargestFragmentChooser(preferOrganic=True)
+_UNCHARGER = rdMolStandardize.Uncharger()
+
+
+def standardize(smiles: object, options: StandardizeOptions = StandardizeOptions()) -> tuple[str | None, str | None]:
+    """Clean one input SMILES; return ``(canonical_smiles, None)`` or ``(None, reason)``.
+
+    Steps: parse, RDKit clean-up (normalizes nitro groups, disconnects metals), keep the
+    largest organic fragment (drops salts and solvents), optionally neutralize, check size
+    and elements, canonicalize. Reason codes: ``empty``, ``not_text``, ``too_long``,
+    ``unparsable``, ``wildcard``, ``too_many_atoms``, ``disallowed_element``.
+
+    >>> standardize("[Na+].[O-]C(=O)c1ccccc1")
+    ('O=C(O)c1ccccc1', None)
+    >>> standardize("C*")
+    (None, 'wildcard')
+    >>> standardize("   ")
+    (None, 'empty')
+    """
+    if smiles is None or (isinstance(smiles, float) and math.isnan(smiles)):
+        return None, "empty"
+    if not isinstance(smiles, str):
+        return None, "not_text"
+    text = smiles.strip()
+    if not text:
+        return None, "empty"
+    if len(text) > options.max_smiles_chars:
+        return None, "too_long"
+    if "\ufffd" in text:  # a byte that was not valid UTF-8 in the input file
+        return None, "unparsable"
+    with without_rdkit_log():
+        mol = Chem.MolFromSmiles(text)
+        if mol is None or mol.GetNumAtoms() == 0:
+            return None, "unparsable"
+        if any(atom.GetAtomicNum() == 0 for atom in mol.GetAtoms()):
+            return None, "wildcard"
+        try:
+            mol = rdMolStandardize.Cleanup(mol)
+            mol = _LARGEST_FRAGMENT.choose(mol)
+            if options.neutralize:
+                mol = _UNCHARGER.uncharge(mol)
+        except (RuntimeError, ValueError):
+            return None, "unparsable"
+    if mol.GetNumHeavyAtoms() > options.max_heavy_atoms:
+        return None, "too_many_atoms"
+    if any(atom.GetSymbol() not in options.allowed_elements for atom in mol.GetAtoms()):
+        return None, "disallowed_element"
+    canonical = Chem.MolToSmiles(mol, isomericSmiles=options.isomeric)
+    return (canonical, None) if canonical else (None, "unparsable")
+
+
+def encode_selfies(smiles: str) -> str | None:
+    """SELFIES for a (standardized) SMILES, or ``None`` when SELFIES cannot encode it."""
+    try:
+        return sf.encoder(smiles)
+    except sf.EncoderError:
+        return None
+
+
+def decode_selfies(selfies: str) -> str | None:
+    """Canonical SMILES for a SELFIES string; ``None`` when it decodes to nothing valid.
+
+    >>> decode_selfies("") is None
+    True
+    """
+    try:
+        smiles = sf.decoder(selfies)
+    except sf.DecoderError:
+        return None
+    return canonical_smiles(smiles) if smiles else None
+
+
+def split_selfies(selfies: str) -> list[str]:
+    """SELFIES symbols of a string.
+
+    >>> split_selfies("[C][=O]")
+    ['[C]', '[=O]']
+    """
+    return list(sf.split_selfies(selfies))
+
+
+# --- fingerprints ---------------------------------------------------------------------------
+
+_MORGAN = GetMorganGenerator(radius=2, fpSize=2048)
+
+
+def morgan_fingerprint(mol: Chem.Mol) -> DataStructs.ExplicitBitVect:
+    """Morgan (ECFP4-like) bit fingerprint, radius 2, 2048 bits."""
+    return _MORGAN.GetFingerprint(mol)
+
+
+def tanimoto(mol_a: Chem.Mol, mol_b: Chem.Mol) -> float:
+    """Tanimoto similarity of the Morgan fingerprints of two molecules.
+
+    >>> round(tanimoto(to_mol("CCO"), to_mol("CCO")), 3)
+    1.0
+    """
+    return DataStructs.TanimotoSimilarity(morgan_fingerprint(mol_a), morgan_fingerprint(mol_b))
+
+
+# --- properties -----------------------------------------------------------------------------
+
+def sa_score(mol: Chem.Mol) -> float:
+    """Synthetic accessibility (Ertl & Schuffenhauer), 1 (easy) to 10 (hard)."""
+    return float(sascorer.calculateScore(mol))
+
+
+# ZINC250k statistics used by the JT-VAE definition of penalized logP.
+_LOGP_MEAN, _LOGP_STD = 2.4570953396190123, 1.434324401111988
+_SA_MEAN, _SA_STD = -3.0525811293166134, 0.8335207024513095
+_CYCLE_MEAN, _CYCLE_STD = -0.0485696876403053, 0.2860212110245455
+
+
+def largest_ring_size(mol: Chem.Mol) -> int:
+    """Size of the largest ring in RDKit's ring set (0 for acyclic molecules)."""
+    return max((len(ring) for ring in mol.GetRingInfo().AtomRings()), default=0)
+
+
+def _plogp_terms(mol: Chem.Mol) -> tuple[float, float, float]:
+    """logP, -SA and -(long-cycle penalty): the three terms of penalized logP."""
+    return Crippen.MolLogP(mol), -sa_score(mol), -float(max(largest_ring_size(mol) - 6, 0))
+
+
+def penalized_logp(mol: Chem.Mol) -> float:
+    """Penalized logP, the JT-VAE definition: logP - SA - long-cycle penalty, each term
+    normalized with the ZINC250k mean and standard deviation (the scale of JT-VAE's BO table).
+
+    >>> round(penalized_logp(to_mol("COc1cc2c(cc1OC)CC([NH3+])C2")), 3)
+    -1.094
+    """
+    log_p, sa, cycle = _plogp_terms(mol)
+    return (
+        (log_p - _LOGP_MEAN) / _LOGP_STD
+        + (sa - _SA_MEAN) / _SA_STD
+        + (cycle - _CYCLE_MEAN) / _CYCLE_STD
+    )
+
+
+def penalized_logp_raw(mol: Chem.Mol) -> float:
+    """Unnormalized penalized logP, logP - SA - long-cycle penalty: the scale of the
+    800-molecule constrained-optimization benchmark (JT-VAE, GCPN) and of LIMO's table.
+
+    >>> round(penalized_logp_raw(to_mol("COc1cc2c(cc1OC)CC([NH3+])C2")), 3)
+    -2.505
+    """
+    return sum(_plogp_terms(mol))
+
+
+PROPERTIES: dict[str, Callable[[Chem.Mol], float]] = {
+    "qed": QED.qed,
+    "logp": Crippen.MolLogP,
+    "sa": sa_score,
+    "plogp": penalized_logp,
+    "plogp_raw": penalized_logp_raw,
+    "mw": Descriptors.MolWt,
+    "tpsa": rdMolDescriptors.CalcTPSA,
+    "hbd": Lipinski.NumHDonors,
+    "hba": Lipinski.NumHAcceptors,
+    "rotb": rdMolDescriptors.CalcNumRotatableBonds,
+    "rings": rdMolDescriptors.CalcNumRings,
+    "heavy_atoms": Chem.Mol.GetNumHeavyAtoms,
+}
+"""Molecular properties by name; each takes a sanitized RDKit molecule and returns a number."""
+
+# Properties written next to every generated molecule.
+REPORT_PROPERTIES = ("qed", "logp", "sa", "mw", "tpsa")
+
+
+def compute_properties(mol: Chem.Mol, names: tuple[str, ...] | list[str] = REPORT_PROPERTIES) -> dict[str, float]:
+    """Selected :data:`PROPERTIES` of one molecule.
+
+    >>> compute_properties(to_mol("CCO"), ["heavy_atoms"])
+    {'heavy_atoms': 3.0}
+    """
+    return {name: float(PROPERTIES[name](mol)) for name in names}
+
+
+# --- structural alerts ----------------------------------------------------------------------
+
+_PAINS: FilterCatalog.FilterCatalog | None = None
+
+
+def has_pains_alert(mol: Chem.Mol) -> bool:
+    """Whether the molecule matches any PAINS (A, B or C) substructure alert."""
+    global _PAINS  # lazily built cache of an immutable catalogue, not behaviour-changing state
+    if _PAINS is None:
+        params = FilterCatalog.FilterCatalogParams()
+        params.AddCatalog(FilterCatalog.FilterCatalogParams.FilterCatalogs.PAINS)
+        _PAINS = FilterCatalog.FilterCatalog(params)
+    return _PAINS.HasMatch(mol)

@@ -1,0 +1,148 @@
+"""Generation metrics as small pure functions, with the MOSES definitions.
+
+Edge cases are defined, never crashes: empty or all-invalid input gives 0.0; ``None``, an
+empty string and a zero-atom molecule are invalid; novelty compares canonical SMILES on
+both sides.
+
+>>> validity(["CCO", "C1CC", "", None])
+0.25
+>>> uniqueness(["CCO", "OCC", "CCN"])
+0.6666666666666666
+>>> novelty(["CCO", "CCN"], training=["OCC"])
+0.5
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Iterable, Sequence
+
+from rdkit import DataStructs
+
+from molvae.chem import REPORT_PROPERTIES, canonical_smiles, compute_properties, morgan_fingerprint, to_mol
+
+__all__ = [
+    "canonical_valid",
+    "evaluate_samples",
+    "internal_diversity",
+    "novelty",
+    "property_summary",
+    "uniqueness",
+    "validity",
+]
+
+
+def canonical_valid(smiles: Iterable[str | None]) -> list[str]:
+    """Canonical SMILES of the valid entries, in input order (duplicates kept)."""
+    out = []
+    for s in smiles:
+        c = canonical_smiles(s) if s else None
+        if c:
+            out.append(c)
+    return out
+
+
+def validity(smiles: Sequence[str | None]) -> float:
+    """Fraction of entries that RDKit parses into a non-empty molecule (0.0 for no input)."""
+    if not smiles:
+        return 0.0
+    return len(canonical_valid(smiles)) / len(smiles)
+
+
+def uniqueness(smiles: Sequence[str | None], k: int | None = None) -> float:
+    """MOSES unique@k: share of distinct canonical molecules among the first ``k`` valid ones.
+
+    With fewer than ``k`` valid molecules all are used (and a warning is raised, as in MOSES).
+
+    >>> uniqueness(["CCO", "CCO", "CCO", "CCN"], k=2)
+    0.5
+    >>> uniqueness([None, ""])
+    0.0
+    """
+    valid = canonical_valid(smiles)
+    if k is not None:
+        if len(valid) < k:
+            warnings.warn(f"unique@{k} computed on {len(valid)} valid molecules", stacklevel=2)
+        valid = valid[:k]
+    if not valid:
+        return 0.0
+    return len(set(valid)) / len(valid)
+
+
+def novelty(smiles: Sequence[str | None], training: Iterable[str]) -> float:
+    """MOSES novelty: share of distinct valid generated molecules that are not in ``training``.
+
+    ``training`` is canonicalized here, unless it is already a set (taken as canonical SMILES).
+
+    >>> novelty([], training=["C"])
+    0.0
+    """
+    generated = set(canonical_valid(smiles))
+    if not generated:
+        return 0.0
+    known = training if isinstance(training, (set, frozenset)) else set(canonical_valid(training))
+    return len(generated - known) / len(generated)
+
+
+def internal_diversity(smiles: Sequence[str | None], p: int = 1) -> float:
+    """MOSES IntDiv_p: ``1 - (mean over all pairs, self-pairs included, of T^p)^(1/p)``.
+
+    Tanimoto on Morgan fingerprints (radius 2, 2048 bits).
+
+    >>> internal_diversity(["CCO", "CCO"])
+    0.0
+    >>> internal_diversity([])
+    0.0
+    """
+    mols = [to_mol(s) for s in canonical_valid(smiles)]
+    if not mols:
+        return 0.0
+    fps = [morgan_fingerprint(m) for m in mols]
+    total = 0.0
+    for fp in fps:
+        sims = DataStructs.BulkTanimotoSimilarity(fp, fps)
+        total += sum(s**p for s in sims)
+    mean = total / (len(fps) ** 2)
+    return 1.0 - mean ** (1.0 / p)
+
+
+def property_summary(smiles: Sequence[str | None], names: Sequence[str] = REPORT_PROPERTIES) -> dict[str, float]:
+    """Mean and standard deviation of each property over the valid molecules.
+
+    >>> property_summary(["C", "CC"], ["heavy_atoms"])
+    {'heavy_atoms_mean': 1.5, 'heavy_atoms_std': 0.5}
+    """
+    values: dict[str, list[float]] = {name: [] for name in names}
+    for s in canonical_valid(smiles):
+        props = compute_properties(to_mol(s), names)
+        for name in names:
+            values[name].append(props[name])
+    summary = {}
+    for name, xs in values.items():
+        mean = sum(xs) / len(xs) if xs else 0.0
+        std = math.sqrt(sum((x - mean) ** 2 for x in xs) / len(xs)) if xs else 0.0
+        summary[f"{name}_mean"], summary[f"{name}_std"] = mean, std
+    return summary
+
+
+def evaluate_samples(smiles: Sequence[str | None], training: Iterable[str] | None = None,
+                     diversity_sample: int = 2000) -> dict[str, float]:
+    """The standard table for a set of generated molecules.
+
+    ``validity``, ``unique@1k`` and ``unique@10k`` (where enough molecules exist), ``uniqueness``
+    (all valid), ``novelty`` (if ``training`` is given), ``int_div`` and ``int_div2`` (on the first
+    ``diversity_sample`` valid molecules) and property means/standard deviations.
+    """
+    valid = canonical_valid(smiles)
+    result = {"n": float(len(smiles)), "validity": validity(smiles), "uniqueness": uniqueness(smiles)}
+    for k, label in ((1000, "unique@1k"), (10000, "unique@10k")):
+        if len(valid) >= k:
+            result[label] = uniqueness(valid, k)
+    if training is not None:
+        result["novelty"] = novelty(valid, training)
+    head = valid[:diversity_sample]
+    result["int_div"] = internal_diversity(head, p=1)
+    result["int_div2"] = internal_diversity(head, p=2)
+    result.update(property_summary(head))
+    return result
