@@ -103,6 +103,9 @@ class StandardizeOptions:
     neutralize: bool = True  # uncharge acids/bases where a neutral form exists
 
 
+# Spreadsheet and pandas spellings of a missing value.
+_MISSING_MARKERS = frozenset({"nan", "na", "n/a", "null", "none", "#n/a"})
+
 _LARGEST_FRAGMENT = rdMolStandardize.LargestFragmentChooser(preferOrganic=True)
 _UNCHARGER = rdMolStandardize.Uncharger()
 
@@ -113,7 +116,7 @@ def standardize(smiles: object, options: StandardizeOptions = StandardizeOptions
     Steps: parse, RDKit clean-up (normalizes nitro groups, disconnects metals), keep the
     largest organic fragment (drops salts and solvents), optionally neutralize, check size
     and elements, canonicalize. Reason codes: ``empty``, ``not_text``, ``too_long``,
-    ``unparsable``, ``wildcard``, ``too_many_atoms``, ``disallowed_element``.
+    ``unparsable``, ``wildcard``, ``too_many_atoms``, ``disallowed_element``, ``radical``.
 
     >>> standardize("[Na+].[O-]C(=O)c1ccccc1")
     ('O=C(O)c1ccccc1', None)
@@ -127,7 +130,7 @@ def standardize(smiles: object, options: StandardizeOptions = StandardizeOptions
     if not isinstance(smiles, str):
         return None, "not_text"
     text = smiles.strip()
-    if not text:
+    if not text or text.lower() in _MISSING_MARKERS:
         return None, "empty"
     if len(text) > options.max_smiles_chars:
         return None, "too_long"
@@ -150,6 +153,8 @@ def standardize(smiles: object, options: StandardizeOptions = StandardizeOptions
         return None, "too_many_atoms"
     if any(atom.GetSymbol() not in options.allowed_elements for atom in mol.GetAtoms()):
         return None, "disallowed_element"
+    if any(atom.GetNumRadicalElectrons() for atom in mol.GetAtoms()):
+        return None, "radical"
     canonical = Chem.MolToSmiles(mol, isomericSmiles=options.isomeric)
     return (canonical, None) if canonical else (None, "unparsable")
 
@@ -243,7 +248,9 @@ def penalized_logp(mol: Chem.Mol) -> float:
 
 def penalized_logp_raw(mol: Chem.Mol) -> float:
     """Unnormalized penalized logP, logP - SA - long-cycle penalty: the scale of the
-    800-molecule constrained-optimization benchmark (JT-VAE, GCPN) and of LIMO's table.
+    constrained-optimization results of JT-VAE and GCPN and of LIMO's table. (The start values
+    listed in JT-VAE's ``opt_test_800.logP-SA.txt`` omit the cycle term; they agree with this
+    function for the molecules without a ring larger than six.)
 
     >>> round(penalized_logp_raw(to_mol("COc1cc2c(cc1OC)CC([NH3+])C2")), 3)
     -2.505

@@ -41,6 +41,7 @@ __all__ = [
     "DataError",
     "PreparedData",
     "TokenizedSet",
+    "clean_smiles",
     "length_bucketed_batches",
     "prepare",
     "read_smiles_table",
@@ -57,6 +58,7 @@ REJECT_REASONS = {
     "wildcard": "the molecule contains a wildcard/dummy atom '*'",
     "too_many_atoms": "more heavy atoms than the configured maximum",
     "disallowed_element": "contains an element outside the allowed set (metals, noble gases, ...)",
+    "radical": "has unpaired electrons (a radical)",
     "selfies_encoding_failed": "SELFIES cannot encode the standardized molecule",
     "selfies_roundtrip_mismatch": "the SELFIES string does not decode back to the same molecule",
     "unknown_token": "a SELFIES symbol is not in the model's vocabulary",
@@ -184,11 +186,12 @@ def _unique_names(names: Sequence[str]) -> list[str]:
 
 def _clean_chunk(args: tuple[list[str], StandardizeOptions, int]) -> list[tuple[str | None, str | None, str | None, str]]:
     smiles_list, options, max_tokens = args
-    return [_clean_one(s, options, max_tokens) for s in smiles_list]
+    return [clean_smiles(s, options, max_tokens) for s in smiles_list]
 
 
-def _clean_one(smiles: str, options: StandardizeOptions, max_tokens: int) -> tuple[str | None, str | None, str | None, str]:
-    """``(canonical, selfies, reason, detail)`` for one input SMILES."""
+def clean_smiles(smiles: object, options: StandardizeOptions, max_tokens: int) -> tuple[str | None, str | None, str | None, str]:
+    """``(canonical, selfies, reason, detail)`` for one input SMILES; ``reason`` is None when kept
+    (apart from the data-set-level ``duplicate`` and ``unknown_token`` checks)."""
     canonical, reason = standardize(smiles, options)
     if canonical is None:
         return None, None, reason, ""

@@ -1,0 +1,108 @@
+"""One self-describing checkpoint file: format version, configs, vocabulary, weights.
+
+Every field is a tensor, number, string, list or dict, so the file loads with
+``torch.load(..., weights_only=True)``; nothing is pickled.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from molvae.chem import SELFIES_CONSTRAINTS
+from molvae.model import ModelConfig, MolVAE
+from molvae.vocab import Vocabulary
+
+__all__ = ["FORMAT_VERSION", "CheckpointError", "LoadedModel", "load_model", "read_checkpoint", "save_checkpoint"]
+
+FORMAT = "molvae-checkpoint"
+FORMAT_VERSION = 1
+
+
+class CheckpointError(ValueError):
+    """The file is not a molvae checkpoint this version can read."""
+
+
+@dataclass
+class LoadedModel:
+    """A model ready for inference, with what is needed to use it."""
+
+    model: MolVAE
+    vocab: Vocabulary
+    max_length: int  # longest token sequence (with BOS/EOS) to generate
+    meta: dict[str, Any]  # data hash, training summary, configs, versions
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+
+def save_checkpoint(path: str | os.PathLike, model: MolVAE, vocab: Vocabulary, max_length: int,
+                    meta: dict[str, Any] | None = None, train_state: dict[str, Any] | None = None) -> Path:
+    """Write the checkpoint atomically (temporary file + rename): a crash never leaves half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    payload = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "model_config": asdict(model.config),
+        "vocab": vocab.to_dict(),
+        "selfies_constraints": SELFIES_CONSTRAINTS,
+        "max_length": int(max_length),
+        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "meta": meta or {},
+        "train_state": train_state,
+    }
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(payload, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
+    """The raw checkpoint payload, checked for format and version."""
+    path = Path(path)
+    if not path.exists():
+        raise CheckpointError(f"{path}: no such checkpoint")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # torch raises several unrelated types for foreign files
+        raise CheckpointError(f"{path}: not a readable molvae checkpoint ({type(err).__name__}: {err})") from None
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise CheckpointError(f"{path}: not a molvae checkpoint")
+    if payload.get("format_version") != FORMAT_VERSION:
+        raise CheckpointError(f"{path}: checkpoint format {payload.get('format_version')}, this molvae reads {FORMAT_VERSION}")
+    if payload.get("selfies_constraints") != SELFIES_CONSTRAINTS:
+        raise CheckpointError(f"{path}: trained under SELFIES constraints {payload.get('selfies_constraints')!r}")
+    return payload
+
+
+def model_from_payload(payload: dict[str, Any]) -> tuple[MolVAE, Vocabulary]:
+    known = {f.name for f in fields(ModelConfig)}
+    config = ModelConfig(**{k: v for k, v in payload["model_config"].items() if k in known})
+    vocab = Vocabulary.from_dict(payload["vocab"])
+    if config.vocab_size != len(vocab):
+        raise CheckpointError(f"model vocab_size {config.vocab_size} != vocabulary size {len(vocab)}")
+    model = MolVAE(config)
+    model.load_state_dict(payload["state_dict"])
+    return model, vocab
+
+
+def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> LoadedModel:
+    """Load a checkpoint for inference (eval mode) on ``device``."""
+    payload = read_checkpoint(path)
+    model, vocab = model_from_payload(payload)
+    model.to(device).eval()
+    return LoadedModel(model, vocab, payload["max_length"], payload["meta"])

@@ -1,0 +1,414 @@
+"""``molvae <command>``: argument parsing, logging set-up, run lifecycle. Logic lives in the library."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import logging
+import signal
+import sys
+import threading
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+log = logging.getLogger("molvae")
+
+EPILOG = """examples:
+  molvae train --data my.csv --config pipelines/quickstart.toml --out runs/exp1
+  molvae sample --model runs/exp1/model.pt -n 10000 --out samples.csv
+  molvae evaluate samples.csv --train my.csv
+  mlflow ui --backend-store-uri sqlite:///mlflow.db
+"""
+
+
+class UserError(Exception):
+    """An error caused by the user's input; printed without a traceback."""
+
+
+# --- helpers ----------------------------------------------------------------------------------
+
+def _setup_logging(verbose: bool) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S"))
+    root = logging.getLogger("molvae")
+    root.handlers[:] = [handler]
+    root.setLevel(logging.DEBUG if verbose else logging.INFO)
+    root.propagate = False
+
+
+@contextlib.contextmanager
+def _graceful_stop() -> Iterator[threading.Event]:
+    """First Ctrl-C / SIGTERM asks the run to save and stop; a second one aborts at once."""
+    stop = threading.Event()
+
+    def handler(signum: int, frame: object) -> None:
+        if stop.is_set():
+            raise KeyboardInterrupt
+        log.warning("received %s: saving a checkpoint and stopping (again to abort)", signal.Signals(signum).name)
+        stop.set()
+
+    previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield stop
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
+
+
+def _tracker(config, run_name: str | None = None):
+    from molvae.tracking import MlflowTracker, NullTracker
+
+    return MlflowTracker(config.tracking, run_name) if config.tracking.enabled else NullTracker()
+
+
+def _load(model_path: str, device: str):
+    from molvae.checkpoint import load_model
+    from molvae.train import resolve_device
+
+    return load_model(model_path, resolve_device(device))
+
+
+def _read_smiles(path: str, column: str = "") -> list[str]:
+    from molvae.data import read_smiles_table
+
+    table, smiles_column = read_smiles_table(path, column)
+    return table[smiles_column].tolist()
+
+
+def _training_set(path: str | None) -> set[str] | None:
+    """Canonical SMILES of a training file, as cleaned for training (cached by content hash)."""
+    if not path:
+        return None
+    from molvae.data import DataConfig, prepare
+
+    if not Path(path).exists():
+        log.warning("training data %s not found: novelty is not computed", path)
+        return None
+    return set(prepare(path, DataConfig(max_reject_fraction=1.0)).kept["smiles"])
+
+
+def _print_table(title: str, metrics: dict[str, float]) -> None:
+    width = max(len(k) for k in metrics) if metrics else 0
+    print(f"\n{title}")
+    print("-" * (width + 14))
+    for key, value in metrics.items():
+        print(f"{key:<{width}}  {value:>10.4f}" if isinstance(value, float) else f"{key:<{width}}  {value:>10}")
+    print()
+
+
+# --- commands ---------------------------------------------------------------------------------
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from molvae.config import load_config
+    from molvae.pipeline import train_run
+
+    overrides = list(args.set or [])
+    if args.device:
+        overrides.append(f"train.device={args.device}")
+    if args.epochs is not None:
+        overrides.append(f"train.epochs={args.epochs}")
+    if args.no_track:
+        overrides.append("tracking.enabled=false")
+    if args.tracking_uri:
+        overrides.append(f'tracking.uri="{args.tracking_uri}"')
+    config = load_config(args.config, overrides)
+    data = args.data or _default_data(args.config)
+    with _graceful_stop() as stop, _tracker(config, Path(args.out).name) as tracker:
+        summary = train_run(data, config, args.out, tracker=tracker, resume=args.resume, stop=stop)
+    result = summary.result
+    _print_table("data", {k: v for k, v in summary.data_counts.items()})
+    _print_table("training", {"stop_reason": result.stop_reason, "epochs": result.epochs_completed,
+                              "best_epoch": result.best_epoch + 1, "train_seconds": result.train_seconds,
+                              "train_molecules_per_second": result.molecules_per_second})
+    if summary.sample_metrics:
+        _print_table(f"{config.sample.n} prior samples from the best model", summary.sample_metrics)
+    print(f"outputs in {summary.out_dir}/: " + ", ".join(sorted(p.name for p in summary.files.values())))
+    if tracker.run_id:
+        print(f"MLflow run {tracker.run_id} in {config.tracking.resolved_uri()} "
+              f"(mlflow ui --backend-store-uri {config.tracking.resolved_uri()})")
+    return 130 if result.stop_reason == "interrupted" else 0
+
+
+def _default_data(config_path: str | None) -> str:
+    """The bundled MOSES sample, used when ``--data`` is not given."""
+    bundled = Path(__file__).resolve().parent.parent / "data" / "moses_sample_25k.csv"
+    if bundled.exists():
+        return str(bundled)
+    raise UserError("no --data given and the bundled data set is not available")
+
+
+def cmd_sample(args: argparse.Namespace) -> int:
+    from molvae.config import RunConfig, SampleConfig
+    from molvae.pipeline import sample_and_report
+
+    loaded = _load(args.model, args.device)
+    config = RunConfig(sample=SampleConfig(n=args.n, temperature=args.temperature, top_k=args.top_k, seed=args.seed,
+                                           batch_size=args.batch_size))
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    training = _training_set(args.train or loaded.meta.get("data_path"))
+    metrics, files = sample_and_report(loaded, config, out.parent, training, prefix=out.stem)
+    _print_table(f"{args.n} samples", metrics)
+    print("wrote " + ", ".join(str(p) for p in files.values()))
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from molvae.metrics import evaluate_samples
+
+    smiles = _read_smiles(args.samples, args.smiles_column)
+    metrics = evaluate_samples(smiles, _training_set(args.train))
+    _print_table(f"{args.samples}: {len(smiles)} molecules", metrics)
+    if args.out:
+        Path(args.out).write_text(json.dumps(metrics, indent=2) + "\n")
+    return 0
+
+
+def _encoded_frame(encoded, inputs: Sequence[str]):
+    import pandas as pd
+
+    kept = pd.DataFrame({"row": [i + 1 for i in encoded.index], "input": [inputs[i] for i in encoded.index],
+                         "smiles": encoded.smiles})
+    rejected = pd.DataFrame([(i + 1, inputs[i], reason, detail) for i, reason, detail in encoded.rejected],
+                            columns=["row", "input", "reason", "detail"])
+    return kept, rejected
+
+
+def _write_rejected(rejected, out: Path) -> None:
+    if len(rejected):
+        path = out.with_name(out.stem + "_rejected.csv")
+        rejected.to_csv(path, index=False)
+        log.info("%d input rows could not be encoded; reasons in %s", len(rejected), path)
+
+
+def cmd_encode(args: argparse.Namespace) -> int:
+    import pandas as pd
+
+    from molvae.sample import encode_smiles
+
+    loaded = _load(args.model, args.device)
+    inputs = _read_smiles(args.input, args.smiles_column)
+    encoded = encode_smiles(loaded, inputs)
+    kept, rejected = _encoded_frame(encoded, inputs)
+    latent = pd.DataFrame(encoded.mu.numpy(), columns=[f"z{i}" for i in range(encoded.mu.size(1))])
+    out = Path(args.out)
+    pd.concat([kept, latent], axis=1).to_csv(out, index=False)
+    _write_rejected(rejected, out)
+    print(f"wrote {len(kept)} latent points ({encoded.mu.size(1)} dimensions) to {out}; {len(rejected)} rejected")
+    return 0
+
+
+def cmd_reconstruct(args: argparse.Namespace) -> int:
+    from molvae.sample import decode_latents, encode_smiles
+
+    loaded = _load(args.model, args.device)
+    inputs = _read_smiles(args.input, args.smiles_column)
+    encoded = encode_smiles(loaded, inputs)
+    kept, rejected = _encoded_frame(encoded, inputs)
+    kept["reconstruction"] = decode_latents(loaded, encoded.mu.to(loaded.device), temperature=0.0)
+    kept["exact"] = kept["reconstruction"] == kept["smiles"]
+    out = Path(args.out)
+    kept.to_csv(out, index=False)
+    _write_rejected(rejected, out)
+    print(f"exact reconstruction {kept['exact'].mean() if len(kept) else 0.0:.3f} on {len(kept)} molecules; wrote {out}")
+    return 0
+
+
+def cmd_score(args: argparse.Namespace) -> int:
+    from molvae.sample import elbo_scores
+
+    loaded = _load(args.model, args.device)
+    inputs = _read_smiles(args.input, args.smiles_column)
+    encoded, nll, kl = elbo_scores(loaded, inputs, n_samples=args.samples)
+    kept, rejected = _encoded_frame(encoded, inputs)
+    kept["reconstruction_nll"] = nll.numpy()
+    kept["kl"] = kl.numpy()
+    kept["neg_elbo"] = kept["reconstruction_nll"] + kept["kl"]
+    out = Path(args.out)
+    kept.sort_values("neg_elbo", ascending=False).to_csv(out, index=False)
+    _write_rejected(rejected, out)
+    print(f"scored {len(kept)} molecules (highest negative ELBO = least like the training data first); wrote {out}")
+    return 0
+
+
+def cmd_interpolate(args: argparse.Namespace) -> int:
+    from molvae.report import molecule_grid_png
+    from molvae.sample import interpolate
+
+    loaded = _load(args.model, args.device)
+    path = interpolate(loaded, args.start, args.end, args.steps, spherical=not args.linear)
+    for i, s in enumerate(path):
+        print(f"{i}\t{s}")
+    molecule_grid_png([s or "" for s in path], args.out, [f"{i}: {s or 'invalid'}" for i, s in enumerate(path)],
+                      per_row=len(path))
+    print(f"wrote {args.out}")
+    return 0
+
+
+def cmd_around(args: argparse.Namespace) -> int:
+    from molvae.report import molecule_grid_png, sample_table
+    from molvae.sample import sample_around
+
+    loaded = _load(args.model, args.device)
+    smiles = sample_around(loaded, args.smiles, args.n, args.radius, args.seed)
+    table = sample_table(smiles)
+    out = Path(args.out)
+    table.to_csv(out, index=False)
+    unique = table[table["valid"]].drop_duplicates("smiles")
+    molecule_grid_png(unique["smiles"].tolist(), out.with_suffix(".png"))
+    print(f"{len(unique)} distinct molecules around {args.smiles}; wrote {out} and {out.with_suffix('.png')}")
+    return 0
+
+
+def cmd_map(args: argparse.Namespace) -> int:
+    import pandas as pd
+    import torch
+
+    from molvae.chem import PROPERTIES, to_mol
+    from molvae.report import scatter_png
+    from molvae.sample import encode_smiles
+
+    if args.property not in PROPERTIES:
+        raise UserError(f"unknown property {args.property!r}; choose from {', '.join(PROPERTIES)}")
+    loaded = _load(args.model, args.device)
+    inputs = _read_smiles(args.data, args.smiles_column)[: args.max]
+    encoded = encode_smiles(loaded, inputs)
+    if len(encoded.smiles) < 3:
+        raise UserError("need at least 3 encodable molecules for a map")
+    centred = encoded.mu - encoded.mu.mean(dim=0)
+    _, _, v = torch.pca_lowrank(centred, q=2, center=False)
+    coords = centred @ v[:, :2]  # (N, 2)
+    values = [PROPERTIES[args.property](to_mol(s)) for s in encoded.smiles]
+    out = Path(args.out)
+    scatter_png(coords[:, 0].tolist(), coords[:, 1].tolist(), values, out,
+                f"latent space (PCA of mu), {len(values)} molecules", args.property)
+    pd.DataFrame({"smiles": encoded.smiles, "pc1": coords[:, 0].numpy(), "pc2": coords[:, 1].numpy(),
+                  args.property: values}).to_csv(out.with_suffix(".csv"), index=False)
+    print(f"wrote {out} and {out.with_suffix('.csv')}")
+    return 0
+
+
+# --- parser -----------------------------------------------------------------------------------
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="molvae",
+        description="Train a SELFIES GRU VAE on your molecules, generate novel valid ones, and steer them "
+                    "toward target properties. Every training run is tracked in MLflow.",
+        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="command")
+
+    def model_args(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--model", required=True, help="checkpoint written by `molvae train` (e.g. runs/exp1/model.pt)")
+        p.add_argument("--device", default="auto", help="auto (GPU if present), cpu, cuda or cuda:N")
+
+    def input_args(p: argparse.ArgumentParser, name: str = "--input") -> None:
+        p.add_argument(name, required=True, help="CSV/TSV/.smi file (gzip allowed) with a SMILES column")
+        p.add_argument("--smiles-column", default="", help="name of the SMILES column (default: found by name)")
+
+    p = sub.add_parser("train", help="train a model on a SMILES file; samples and evaluates the best model",
+                       description="Clean and encode the data, train the VAE with checkpoints (model.pt = best, "
+                                   "last.pt = latest), then sample from the best model and write the outputs. "
+                                   "Ctrl-C saves and stops; --resume continues exactly where it stopped.")
+    p.add_argument("--data", help="CSV/TSV/.smi of SMILES (default: the bundled MOSES sample)")
+    p.add_argument("--config", help="TOML run configuration (see pipelines/*.toml)")
+    p.add_argument("--out", required=True, help="output folder for checkpoints, samples, plots and reports")
+    p.add_argument("--set", action="append", metavar="SECTION.KEY=VALUE", help="override a config key (repeatable)")
+    p.add_argument("--epochs", type=int, help="shortcut for --set train.epochs=N")
+    p.add_argument("--device", help="shortcut for --set train.device=...")
+    p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
+    p.add_argument("--no-track", action="store_true", help="do not record an MLflow run")
+    p.add_argument("--tracking-uri", help="MLflow tracking URI (default $MLFLOW_TRACKING_URI or sqlite:///mlflow.db)")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("sample", help="sample molecules from the prior; writes CSV, SDF and a PNG grid",
+                       description="Sample from N(0, I), decode to canonical SMILES and write OUT (CSV with validity, "
+                                   "novelty and RDKit properties), OUT.sdf and OUT.png.")
+    model_args(p)
+    p.add_argument("-n", type=int, default=1000, help="number of molecules (default 1000)")
+    p.add_argument("--out", required=True, help="output CSV path")
+    p.add_argument("--temperature", type=float, default=1.0, help="softmax temperature; 0 = greedy (default 1.0)")
+    p.add_argument("--top-k", type=int, default=0, help="sample among the k likeliest tokens (default: all)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--batch-size", type=int, default=1024)
+    p.add_argument("--train", help="training file for the novelty flag (default: the model's own training data)")
+    p.set_defaults(func=cmd_sample)
+
+    p = sub.add_parser("evaluate", help="validity, uniqueness, novelty, diversity and properties of a SMILES file")
+    p.add_argument("samples", help="file of generated SMILES (e.g. the CSV from `molvae sample`)")
+    p.add_argument("--train", help="training file, for novelty")
+    p.add_argument("--smiles-column", default="")
+    p.add_argument("--out", help="also write the metrics as JSON")
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("encode", help="latent coordinates (mu) of molecules, as CSV")
+    model_args(p)
+    input_args(p)
+    p.add_argument("--out", required=True)
+    p.set_defaults(func=cmd_encode)
+
+    p = sub.add_parser("reconstruct", help="encode and greedily decode molecules; report exact matches")
+    model_args(p)
+    input_args(p)
+    p.add_argument("--out", required=True)
+    p.set_defaults(func=cmd_reconstruct)
+
+    p = sub.add_parser("score", help="per-molecule negative ELBO: an out-of-distribution score to sort by")
+    model_args(p)
+    input_args(p)
+    p.add_argument("--out", required=True)
+    p.add_argument("--samples", type=int, default=4, help="draws of z averaged per molecule (default 4)")
+    p.set_defaults(func=cmd_score)
+
+    p = sub.add_parser("interpolate", help="decode the latent path between two molecules into a strip image")
+    model_args(p)
+    p.add_argument("--start", required=True, help="SMILES")
+    p.add_argument("--end", required=True, help="SMILES")
+    p.add_argument("--steps", type=int, default=8)
+    p.add_argument("--linear", action="store_true", help="linear instead of spherical interpolation")
+    p.add_argument("--out", default="interpolation.png")
+    p.set_defaults(func=cmd_interpolate)
+
+    p = sub.add_parser("around", help="sample molecules in the latent neighbourhood of a molecule")
+    model_args(p)
+    p.add_argument("--smiles", required=True)
+    p.add_argument("-n", type=int, default=24)
+    p.add_argument("--radius", type=float, default=0.5, help="standard deviation of the latent noise")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", default="around.csv")
+    p.set_defaults(func=cmd_around)
+
+    p = sub.add_parser("map", help="2-D PCA map of the latent space coloured by a property (PNG + CSV)")
+    model_args(p)
+    input_args(p, "--data")
+    p.add_argument("--property", default="qed")
+    p.add_argument("--max", type=int, default=5000, help="molecules to map (default 5000)")
+    p.add_argument("--out", default="latent_map.png")
+    p.set_defaults(func=cmd_map)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from molvae.checkpoint import CheckpointError
+    from molvae.config import ConfigError
+    from molvae.data import DataError
+    from molvae.train import TrainingDiverged
+
+    args = build_parser().parse_args(argv)
+    _setup_logging(args.verbose)
+    try:
+        return args.func(args)
+    except (UserError, ConfigError, DataError, CheckpointError, TrainingDiverged, ValueError) as err:
+        if args.verbose:
+            raise
+        print(f"molvae {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"molvae {args.command}: aborted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

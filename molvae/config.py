@@ -1,0 +1,166 @@
+"""Run configuration: one TOML file, one section per component, unknown keys refused.
+
+Each section maps onto the config dataclass its component owns (``[data]`` -> DataConfig,
+``[model]`` -> ModelConfig, ``[train]`` -> TrainConfig, ``[sample]`` -> SampleConfig,
+``[tracking]`` -> TrackingConfig). ``--set section.key=value`` on the command line overrides
+a key with the same name and type checks.
+
+>>> cfg = load_config(None, ["train.epochs=3", "model.latent_dim=32"])
+>>> cfg.train.epochs, cfg.model.latent_dim
+(3, 32)
+>>> load_config(None, ["train.epoch=3"])
+Traceback (most recent call last):
+...
+molvae.config.ConfigError: unknown key 'epoch' in [train]; known keys: ...
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from molvae.data import DataConfig
+from molvae.model import ModelConfig
+from molvae.tracking import TrackingConfig
+from molvae.train import TrainConfig
+
+__all__ = ["ConfigError", "RunConfig", "SampleConfig", "load_config", "to_toml"]
+
+
+class ConfigError(ValueError):
+    """A configuration file or override is wrong; the message names the key."""
+
+
+@dataclass(frozen=True)
+class SampleConfig:
+    """Prior sampling after training and by ``molvae sample``."""
+
+    n: int = 2000  # molecules to sample
+    temperature: float = 1.0  # softmax temperature (0 = greedy)
+    top_k: int = 0  # sample among the k likeliest tokens (0 = all)
+    batch_size: int = 1024  # latent points decoded at once
+    seed: int = 0  # seed of the latent draws and token sampling
+    grid_size: int = 48  # molecules drawn in the PNG grid
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    sample: SampleConfig = field(default_factory=SampleConfig)
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
+
+    def to_dict(self) -> dict[str, dict[str, Any]]:
+        sections = dataclasses.asdict(self)
+        sections["model"].pop("vocab_size")  # derived from the data, not configured
+        return sections
+
+
+_SECTIONS = {f.name: f.type for f in dataclasses.fields(RunConfig)}
+_NOT_CONFIGURABLE = {("model", "vocab_size")}
+
+
+def _section_class(name: str) -> type:
+    return {"data": DataConfig, "model": ModelConfig, "train": TrainConfig, "sample": SampleConfig,
+            "tracking": TrackingConfig}[name]
+
+
+def _coerce(section: str, key: str, value: Any, annotation: Any) -> Any:
+    where = f"{section}.{key}"
+    hint = annotation
+    origin = typing.get_origin(hint)
+    if origin is list:
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise ConfigError(f"{where} must be a list of strings, got {value!r}")
+        return list(value)
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where} must be true or false, got {value!r}")
+        return value
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{where} must be an integer, got {value!r}")
+        return value
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{where} must be a number, got {value!r}")
+        return float(value)
+    if hint is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{where} must be a string, got {value!r}")
+        return value
+    raise ConfigError(f"{where}: unsupported type {hint!r}")
+
+
+def _build_section(name: str, values: dict[str, Any]) -> Any:
+    cls = _section_class(name)
+    hints = typing.get_type_hints(cls)
+    known = [f.name for f in dataclasses.fields(cls) if (name, f.name) not in _NOT_CONFIGURABLE]
+    kwargs = {}
+    for key, value in values.items():
+        if key not in known:
+            raise ConfigError(f"unknown key {key!r} in [{name}]; known keys: {', '.join(known)}")
+        kwargs[key] = _coerce(name, key, value, hints[key])
+    return cls(**kwargs)
+
+
+def _parse_override(text: str) -> tuple[str, str, Any]:
+    path, sep, raw = text.partition("=")
+    section, dot, key = path.strip().partition(".")
+    if not sep or not dot:
+        raise ConfigError(f"override {text!r} must look like section.key=value (e.g. train.epochs=5)")
+    try:
+        value = tomllib.loads(f"v = {raw.strip()}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = raw.strip()  # bare words are strings: device=cuda
+    return section, key.strip(), value
+
+
+def load_config(path: str | os.PathLike | None, overrides: list[str] | None = None) -> RunConfig:
+    """Defaults, then the TOML file (if any), then ``section.key=value`` overrides."""
+    raw: dict[str, dict[str, Any]] = {}
+    if path is not None:
+        try:
+            raw = tomllib.loads(Path(path).read_text())
+        except FileNotFoundError:
+            raise ConfigError(f"{path}: no such config file") from None
+        except tomllib.TOMLDecodeError as err:
+            raise ConfigError(f"{path}: invalid TOML: {err}") from None
+    for override in overrides or []:
+        section, key, value = _parse_override(override)
+        raw.setdefault(section, {})[key] = value
+    for section, values in raw.items():
+        if section not in _SECTIONS:
+            raise ConfigError(f"unknown section [{section}]; known sections: {', '.join(_SECTIONS)}")
+        if not isinstance(values, dict):
+            raise ConfigError(f"[{section}] must be a table of keys")
+    return RunConfig(**{name: _build_section(name, raw.get(name, {})) for name in _SECTIONS})
+
+
+def to_toml(config: RunConfig) -> str:
+    """The resolved configuration as TOML, loadable by :func:`load_config`."""
+    lines = []
+    for section, values in config.to_dict().items():
+        lines.append(f"[{section}]")
+        for key, value in values.items():
+            lines.append(f"{key} = {_toml_value(value)}")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, str):
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    raise TypeError(f"cannot write {value!r} as TOML")

@@ -1,0 +1,46 @@
+"""MLflow pyfunc model that generates molecules (models-from-code).
+
+MLflow executes this file when the model is loaded; molvae never imports it. The checkpoint
+travels as an artifact and is read with our own loader (``weights_only=True``), so no pickled
+object is involved::
+
+    model = mlflow.pyfunc.load_model("runs:/<run_id>/model")
+    smiles = model.predict(pandas.DataFrame({"n": [100]}), params={"temperature": 1.0, "seed": 0})
+"""
+
+import mlflow
+import pandas as pd
+
+
+class MolVAEGenerator(mlflow.pyfunc.PythonModel):
+    """``predict`` takes a DataFrame with a column ``n`` (molecules per row, summed) and returns
+    that many generated canonical SMILES ("" where a decode is invalid)."""
+
+    def load_context(self, context):
+        import torch
+
+        from molvae.checkpoint import load_model
+
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+        self.loaded = load_model(context.artifacts["checkpoint"], device=device)
+
+    def predict(self, context, model_input, params=None):
+        from molvae.sample import sample_prior
+
+        params = params or {}
+        if isinstance(model_input, pd.DataFrame):
+            n = int(model_input["n"].sum()) if "n" in model_input else len(model_input)
+        else:
+            n = int(model_input)
+        smiles = sample_prior(
+            self.loaded,
+            n,
+            temperature=float(params.get("temperature", 1.0)),
+            top_k=int(params.get("top_k", 0)),
+            seed=int(params.get("seed", 0)),
+            progress=False,
+        )
+        return [s or "" for s in smiles]
+
+
+mlflow.models.set_model(MolVAEGenerator())

@@ -1,0 +1,205 @@
+"""End-to-end recipes built from the library: the training run behind ``molvae train``.
+
+This layer owns the run's output folder; the pieces it calls (data, train, sample, metrics)
+return values and know nothing about files.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import torch
+
+from molvae.checkpoint import CheckpointError, load_model, model_from_payload, read_checkpoint, save_checkpoint
+from molvae.chem import PROPERTIES, to_mol
+from molvae.config import RunConfig, to_toml
+from molvae.data import DataError, PreparedData, TokenizedSet, prepare, tokenize
+from molvae.metrics import evaluate_samples
+from molvae.model import MolVAE
+from molvae.report import loss_curves_png, molecule_grid_png, sample_table, write_sdf
+from molvae.sample import sample_prior
+from molvae.tracking import NullTracker, Tracker, environment_tags
+from molvae.train import TrainResult, fit, resolve_device
+from molvae.vocab import Vocabulary
+
+__all__ = ["TrainRunSummary", "property_labels", "split_indices", "train_run"]
+
+log = logging.getLogger(__name__)
+
+BEST, LAST = "model.pt", "last.pt"
+
+
+@dataclass
+class TrainRunSummary:
+    out_dir: Path
+    result: TrainResult
+    data_counts: dict[str, int]
+    sample_metrics: dict[str, float]
+    files: dict[str, Path]
+
+
+def split_indices(n: int, validation_fraction: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Seeded train/validation split; at least one molecule on each side when ``n >= 2``.
+
+    >>> train, valid = split_indices(10, 0.2, seed=0)
+    >>> len(train), len(valid), sorted(train.tolist() + valid.tolist()) == list(range(10))
+    (8, 2, True)
+    """
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+    n_valid = min(max(1, round(n * validation_fraction)), n - 1) if n >= 2 else 0
+    return order[n_valid:], order[:n_valid]
+
+
+def property_labels(prepared: PreparedData, names: list[str]) -> torch.Tensor | None:
+    """Labels (N, P) for the kept molecules: a numeric column of the input file when it has one of
+    that name, else the RDKit property of the same name; NaN where a value is missing."""
+    if not names:
+        return None
+    columns = []
+    for name in names:
+        if name in prepared.label_columns:
+            columns.append(torch.tensor(prepared.kept[name].to_numpy(dtype=float), dtype=torch.float32))
+        elif name in PROPERTIES:
+            fn = PROPERTIES[name]
+            columns.append(torch.tensor([float(fn(to_mol(s))) for s in prepared.kept["smiles"]], dtype=torch.float32))
+        else:
+            raise DataError(f"property {name!r} is neither a column kept from the data "
+                            f"(data.property_columns) nor an RDKit property ({', '.join(PROPERTIES)})")
+    return torch.stack(columns, dim=1)
+
+
+def _write_json(path: Path, payload: Any) -> Path:
+    path.write_text(json.dumps(payload, indent=2, default=float) + "\n")
+    return path
+
+
+def train_run(data_path: str | os.PathLike, config: RunConfig, out_dir: str | os.PathLike, *,
+              tracker: Tracker | None = None, resume: bool = False, stop: threading.Event | None = None) -> TrainRunSummary:
+    """Prepare data, train, checkpoint, sample from the best model and write every output to ``out_dir``."""
+    tracker = tracker or NullTracker()
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    files: dict[str, Path] = {}
+
+    prepared = prepare(data_path, config.data)
+    counts = prepared.counts()
+    prepared.rejected.to_csv(out / "rejected.csv", index=False)
+    files["rejected"] = out / "rejected.csv"
+    log.info("data: %s", ", ".join(f"{k}={v}" for k, v in counts.items()))
+
+    resume_state = None
+    if resume:
+        payload = read_checkpoint(out / LAST)
+        if payload["meta"].get("data_sha256") != prepared.source_hash:
+            raise CheckpointError(f"{out / LAST} was trained on different data than {data_path}")
+        model, vocab = model_from_payload(payload)
+        resume_state = payload["train_state"]
+        if resume_state is None:
+            raise CheckpointError(f"{out / LAST} holds no training state to resume from")
+    else:
+        vocab = Vocabulary.build(prepared.kept["selfies"])
+        model = MolVAE(dataclasses.replace(config.model, vocab_size=len(vocab)))
+
+    labels = property_labels(prepared, list(model.config.property_names))
+    data = tokenize(prepared.kept["selfies"].tolist(), prepared.kept["smiles"].tolist(), vocab, labels)
+    train_index, valid_index = split_indices(len(data), config.data.validation_fraction, config.train.seed)
+    if config.data.max_molecules:
+        train_index = train_index[: config.data.max_molecules]
+    train_set, valid_set = data.subset(train_index), data.subset(valid_index)
+    if len(valid_set) == 0:
+        raise DataError(f"{data_path}: {len(data)} usable molecule(s) is too few to hold any out for validation")
+    if labels is not None and not resume:
+        known = train_set.labels
+        model.property_mean.copy_(torch.nanmean(known, dim=0))
+        model.property_std.copy_(torch.sqrt(torch.nanmean((known - model.property_mean) ** 2, dim=0)).clamp(min=1e-6))
+    if train_set.labels is not None:
+        train_set.labels = (train_set.labels - model.property_mean) / model.property_std
+        valid_set.labels = (valid_set.labels - model.property_mean) / model.property_std
+    max_length = int(data.lengths.max()) + max(4, int(0.1 * int(data.lengths.max())))
+
+    device = resolve_device(config.train.device)
+    model.to(device)
+    n_params = sum(p.numel() for p in model.parameters())
+    meta = {
+        "data_path": str(data_path),
+        "data_sha256": prepared.source_hash,
+        "data_counts": counts,
+        "config": config.to_dict(),
+        "n_parameters": n_params,
+        **environment_tags(),
+    }
+    (out / "config.toml").write_text(to_toml(config))
+    _write_json(out / "vocab.json", vocab.to_dict())
+    _write_json(out / "data_report.json", {"counts": counts, "smiles_column": prepared.smiles_column,
+                                           "label_columns": prepared.label_columns, "sha256": prepared.source_hash,
+                                           "train_molecules": len(train_set), "validation_molecules": len(valid_set)})
+    tracker.set_tags(environment_tags())
+    if not resume:
+        tracker.log_params({**config.to_dict(), "data": {**dataclasses.asdict(config.data), "path": str(data_path),
+                                                          "sha256": prepared.source_hash},
+                            "model": {**config.to_dict()["model"], "vocab_size": len(vocab), "n_parameters": n_params}})
+    tracker.log_metrics({f"data_{k}": v for k, v in counts.items()})
+    for name in ("config.toml", "vocab.json", "data_report.json", "rejected.csv"):
+        tracker.log_artifact(out / name, "data" if name != "config.toml" else None)
+    log.info("model: %s parameters, vocabulary %d symbols, %d train / %d validation molecules, device %s",
+             f"{n_params:,}", len(vocab.symbols), len(train_set), len(valid_set), device)
+
+    def save(kind: str, train_state: dict[str, Any]) -> None:
+        save_checkpoint(out / (BEST if kind == "best" else LAST), model, vocab, max_length, meta,
+                        train_state if kind == "last" else None)
+
+    training_smiles = set(prepared.kept["smiles"])
+    result = fit(model, vocab, train_set, valid_set, config.train, max_length=max_length,
+                 training_smiles=training_smiles, tracker=tracker, save=save, resume_state=resume_state, stop=stop)
+    pd.DataFrame(result.history).to_csv(out / "history.csv", index=False)
+    files.update(history=out / "history.csv", checkpoint=out / BEST, last=out / LAST)
+    if result.history:
+        files["loss_curves"] = loss_curves_png(result.history, out / "loss_curves.png")
+    summary = {"stop_reason": result.stop_reason, "epochs": result.epochs_completed, "best_epoch": result.best_epoch + 1,
+               "train_seconds": result.train_seconds, "train_molecules_per_second": result.molecules_per_second}
+    tracker.log_metrics({"train_seconds": result.train_seconds,
+                         "train_molecules_per_second": result.molecules_per_second,
+                         "best_epoch": result.best_epoch + 1})
+    sample_metrics: dict[str, float] = {}
+    if result.stop_reason != "interrupted" and (out / BEST).exists() and config.sample.n > 0:
+        loaded = load_model(out / BEST, device)
+        sample_metrics, sample_files = sample_and_report(loaded, config, out, training_smiles)
+        files.update(sample_files)
+        tracker.log_metrics({f"final_{k}": v for k, v in sample_metrics.items()})
+    summary["total_seconds"] = time.perf_counter() - started
+    _write_json(out / "metrics.json", {"training": summary, "data": counts, "samples": sample_metrics})
+    files["metrics"] = out / "metrics.json"
+    for key in ("history", "loss_curves", "metrics", "samples", "sdf", "grid"):
+        if key in files:
+            tracker.log_artifact(files[key])
+    if (out / BEST).exists():
+        tracker.log_artifact(out / BEST, "checkpoint")
+        if config.tracking.log_model and result.stop_reason != "interrupted":
+            tracker.log_pyfunc_model(out / BEST)
+    return TrainRunSummary(out, result, counts, sample_metrics, files)
+
+
+def sample_and_report(loaded, config: RunConfig, out: Path, training_smiles: set[str] | None,
+                      prefix: str = "samples") -> tuple[dict[str, float], dict[str, Path]]:
+    """Sample ``config.sample.n`` molecules; write CSV, SDF and a PNG grid; return metrics and files."""
+    s = config.sample
+    smiles = sample_prior(loaded, s.n, s.temperature, s.top_k, s.seed, s.batch_size)
+    table = sample_table(smiles, training_smiles)
+    files = {"samples": out / f"{prefix}.csv", "sdf": out / f"{prefix}.sdf", "grid": out / f"{prefix}.png"}
+    table.to_csv(files["samples"], index=False)
+    write_sdf(table[table["valid"]], files["sdf"])
+    shown = table[table["valid"]].drop_duplicates("smiles").head(s.grid_size)
+    legends = [f"QED {q:.2f}  SA {a:.1f}" for q, a in zip(shown["qed"], shown["sa"])]
+    molecule_grid_png(shown["smiles"].tolist(), files["grid"], legends)
+    metrics = evaluate_samples(smiles, training_smiles)
+    return metrics, files

@@ -1,0 +1,191 @@
+"""Experiment tracking behind a small interface: MLflow (imported lazily) or a no-op."""
+
+from __future__ import annotations
+
+import os
+import platform
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+__all__ = ["MlflowTracker", "NullTracker", "Tracker", "TrackingConfig", "environment_tags", "flatten"]
+
+DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
+
+
+@dataclass(frozen=True)
+class TrackingConfig:
+    """Where runs are recorded."""
+
+    enabled: bool = True  # false = no MLflow at all (the command does not even import it)
+    uri: str = ""  # tracking URI; empty = $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db
+    experiment: str = "molvae"  # MLflow experiment name
+    run_name: str = ""  # empty = MLflow picks one
+    log_model: bool = True  # log the trained model as an MLflow pyfunc that generates molecules
+
+    def resolved_uri(self) -> str:
+        return self.uri or os.environ.get("MLFLOW_TRACKING_URI", "") or DEFAULT_TRACKING_URI
+
+
+class Tracker(Protocol):
+    run_id: str | None
+
+    def log_params(self, params: dict[str, Any]) -> None: ...
+    def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None: ...
+    def log_artifact(self, path: str | os.PathLike, artifact_path: str | None = None) -> None: ...
+    def set_tags(self, tags: dict[str, str]) -> None: ...
+    def log_pyfunc_model(self, checkpoint: str | os.PathLike) -> None: ...
+
+
+class NullTracker:
+    """Records nothing: for tests and for ``tracking.enabled = false``."""
+
+    run_id = None
+
+    def log_params(self, params: dict[str, Any]) -> None:
+        pass
+
+    def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
+        pass
+
+    def log_artifact(self, path: str | os.PathLike, artifact_path: str | None = None) -> None:
+        pass
+
+    def set_tags(self, tags: dict[str, str]) -> None:
+        pass
+
+    def log_pyfunc_model(self, checkpoint: str | os.PathLike) -> None:
+        pass
+
+    def __enter__(self) -> NullTracker:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        pass
+
+
+class MlflowTracker:
+    """One MLflow run, opened on ``__enter__`` and closed (FINISHED/FAILED/KILLED) on exit.
+
+    ``parent`` nests this run under another tracker's run (optimization: one child per method).
+    """
+
+    def __init__(self, config: TrackingConfig, run_name: str | None = None, parent: MlflowTracker | None = None):
+        self.config = config
+        self.run_name = run_name or config.run_name or None
+        self.parent = parent
+        self.run_id: str | None = None
+        self._client = None
+
+    def __enter__(self) -> MlflowTracker:
+        # imported here: mlflow costs seconds, and commands that do not track never pay it
+        from mlflow.tracking import MlflowClient
+
+        uri = self.config.resolved_uri()
+        self._client = MlflowClient(tracking_uri=uri)
+        experiment = self._client.get_experiment_by_name(self.config.experiment)
+        experiment_id = experiment.experiment_id if experiment else self._client.create_experiment(self.config.experiment)
+        tags = {"mlflow.parentRunId": self.parent.run_id} if self.parent and self.parent.run_id else {}
+        run = self._client.create_run(experiment_id, run_name=self.run_name, tags=tags)
+        self.run_id = run.info.run_id
+        return self
+
+    def __exit__(self, exc_type: type | None, exc: BaseException | None, tb: object) -> None:
+        if exc_type is None:
+            status = "FINISHED"
+        elif issubclass(exc_type, KeyboardInterrupt):
+            status = "KILLED"
+        else:
+            status = "FAILED"
+        self._client.set_terminated(self.run_id, status=status)
+
+    def log_params(self, params: dict[str, Any]) -> None:
+        from mlflow.entities import Param
+
+        items = [Param(k, str(v)[:6000]) for k, v in flatten(params).items()]
+        for start in range(0, len(items), 100):
+            self._client.log_batch(self.run_id, params=items[start : start + 100])
+
+    def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
+        import time
+
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        items = [Metric(k.replace("@", "_at_"), float(v), now, step or 0) for k, v in metrics.items() if v is not None]
+        for start in range(0, len(items), 500):
+            self._client.log_batch(self.run_id, metrics=items[start : start + 500])
+
+    def log_artifact(self, path: str | os.PathLike, artifact_path: str | None = None) -> None:
+        path = Path(path)
+        if path.is_dir():
+            self._client.log_artifacts(self.run_id, str(path), artifact_path)
+        elif path.exists():
+            self._client.log_artifact(self.run_id, str(path), artifact_path)
+
+    def set_tags(self, tags: dict[str, str]) -> None:
+        for key, value in tags.items():
+            self._client.set_tag(self.run_id, key, str(value))
+
+    def log_pyfunc_model(self, checkpoint: str | os.PathLike) -> None:
+        """Log the checkpoint as an MLflow pyfunc (models-from-code) that generates SMILES."""
+        import tempfile
+
+        import mlflow.pyfunc
+
+        import molvae
+
+        package_dir = Path(molvae.__file__).parent
+        with tempfile.TemporaryDirectory() as tmp:
+            model_dir = Path(tmp) / "model"
+            mlflow.pyfunc.save_model(
+                path=str(model_dir),
+                python_model=str(package_dir / "mlflow_model.py"),
+                artifacts={"checkpoint": str(checkpoint)},
+                code_paths=[str(package_dir)],
+                pip_requirements=["torch", "rdkit", "selfies", "pandas", "tqdm", f"mlflow=={mlflow.__version__}"],
+            )
+            self._client.log_artifacts(self.run_id, str(model_dir), "model")
+
+
+def flatten(params: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested dicts to dotted keys.
+
+    >>> flatten({"train": {"epochs": 3}, "seed": 1})
+    {'train.epochs': 3, 'seed': 1}
+    """
+    flat: dict[str, Any] = {}
+    for key, value in params.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            flat.update(flatten(value, f"{name}."))
+        else:
+            flat[name] = value
+    return flat
+
+
+def environment_tags() -> dict[str, str]:
+    """Versions of the libraries that shape results, and the git commit if there is one."""
+    import rdkit
+    import selfies
+    import torch
+
+    from molvae import __version__
+
+    tags = {
+        "molvae.version": __version__,
+        "torch.version": str(torch.__version__),
+        "rdkit.version": rdkit.__version__,
+        "selfies.version": selfies.__version__,
+        "python.version": platform.python_version(),
+        "cuda.available": str(torch.cuda.is_available()),
+    }
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
+                                cwd=Path(__file__).parent)
+        if commit.returncode == 0:
+            tags["mlflow.source.git.commit"] = commit.stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        pass
+    return tags
