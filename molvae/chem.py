@@ -113,10 +113,10 @@ _UNCHARGER = rdMolStandardize.Uncharger()
 def standardize(smiles: object, options: StandardizeOptions = StandardizeOptions()) -> tuple[str | None, str | None]:
     """Clean one input SMILES; return ``(canonical_smiles, None)`` or ``(None, reason)``.
 
-    Steps: parse, RDKit clean-up (normalizes nitro groups, disconnects metals), keep the
-    largest organic fragment (drops salts and solvents), optionally neutralize, check size
-    and elements, canonicalize. Reason codes: ``empty``, ``not_text``, ``too_long``,
-    ``unparsable``, ``wildcard``, ``too_many_atoms``, ``disallowed_element``, ``radical``.
+    Steps: parse (RDKit's sanitization already normalizes nitro groups and similar), keep the
+    largest organic fragment (drops salts, solvents and counter-ions), optionally neutralize,
+    check size, elements and radicals, canonicalize. Reason codes: ``empty``, ``not_text``,
+    ``too_long``, ``unparsable``, ``wildcard``, ``too_many_atoms``, ``disallowed_element``, ``radical``.
 
     >>> standardize("[Na+].[O-]C(=O)c1ccccc1")
     ('O=C(O)c1ccccc1', None)
@@ -142,10 +142,11 @@ def standardize(smiles: object, options: StandardizeOptions = StandardizeOptions
             return None, "unparsable"
         if any(atom.GetAtomicNum() == 0 for atom in mol.GetAtoms()):
             return None, "wildcard"
+        # The text tells cheaply whether there are fragments or charges to deal with at all.
         try:
-            mol = rdMolStandardize.Cleanup(mol)
-            mol = _LARGEST_FRAGMENT.choose(mol)
-            if options.neutralize:
+            if "." in text:
+                mol = _LARGEST_FRAGMENT.choose(mol)
+            if options.neutralize and ("+" in text or "-" in text):
                 mol = _UNCHARGER.uncharge(mol)
         except (RuntimeError, ValueError):
             return None, "unparsable"

@@ -164,3 +164,24 @@ def _toml_value(value: Any) -> str:
     if isinstance(value, list):
         return "[" + ", ".join(_toml_value(v) for v in value) + "]"
     raise TypeError(f"cannot write {value!r} as TOML")
+
+
+def reference_markdown() -> str:
+    """Markdown tables of every configurable key with its default and the comment beside its field."""
+    import inspect
+    import re
+
+    parts = []
+    for section in _SECTIONS:
+        cls = _section_class(section)
+        source = inspect.getsource(cls)
+        parts += [f"**[{section}]**", "", "| key | default | meaning |", "|---|---|---|"]
+        defaults = cls()
+        for f in dataclasses.fields(cls):
+            if (section, f.name) in _NOT_CONFIGURABLE:
+                continue
+            comment = re.search(rf"^\s+{f.name}:.*?#\s*(.*)$", source, re.MULTILINE)
+            parts.append(f"| `{f.name}` | `{_toml_value(getattr(defaults, f.name))}` | "
+                         f"{comment.group(1) if comment else ''} |")
+        parts.append("")
+    return "\n".join(parts).rstrip() + "\n"

@@ -202,7 +202,8 @@ def clean_smiles(smiles: object, options: StandardizeOptions, max_tokens: int) -
     if n_tokens > max_tokens:
         return canonical, None, "too_long", f"{n_tokens} SELFIES symbols > max_tokens={max_tokens}"
     roundtrip = decode_selfies(selfies)
-    if roundtrip != canonical_smiles(canonical):  # both sides canonicalized the same way
+    # Both sides canonical; RDKit canonicalization is idempotent but for rare cases, hence the retry.
+    if roundtrip != canonical and roundtrip != canonical_smiles(canonical):
         return canonical, None, "selfies_roundtrip_mismatch", f"decodes to {roundtrip}"
     return canonical, selfies, None, ""
 

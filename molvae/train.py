@@ -41,7 +41,7 @@ class TrainConfig:
     warmup_steps: int = 200  # linear learning-rate warm-up
     weight_decay: float = 0.0  # AdamW decoupled weight decay
     grad_clip: float = 5.0  # max global gradient norm (0 = off)
-    kl_schedule: str = "monotonic"  # monotonic | cyclical | constant
+    kl_schedule: str = "monotonic"  # monotonic, cyclical or constant
     kl_weight: float = 0.5  # beta: the KL weight reached by the schedule
     kl_warmup_epochs: float = 5.0  # monotonic: epochs from 0 to beta
     kl_cycles: int = 4  # cyclical: number of cycles over the run
@@ -50,11 +50,12 @@ class TrainConfig:
     word_dropout: float = 0.0  # chance a decoder input token is replaced by <unk>
     property_weight: float = 1.0  # weight of the property-head loss (models with property_names)
     patience: int = 5  # early stopping: epochs without validation improvement
+    max_minutes: float = 0.0  # wall-clock budget for training; the epoch in progress ends early (0 = none)
     eval_samples: int = 500  # prior samples per epoch for validity / uniqueness / novelty
     eval_reconstruct: int = 500  # held-out molecules decoded greedily per epoch
     seed: int = 0  # seeds batch order, noise and evaluation samples
-    device: str = "auto"  # auto | cpu | cuda | cuda:N
-    precision: str = "auto"  # auto (fp16 autocast on CUDA, fp32 on CPU) | fp32 | fp16 | bf16
+    device: str = "auto"  # auto, cpu, cuda or cuda:N
+    precision: str = "auto"  # auto (fp16 autocast on CUDA, fp32 on CPU), fp32, fp16 or bf16
     num_threads: int = 0  # CPU threads for torch (0 = torch's default)
 
 
@@ -67,7 +68,7 @@ class TrainResult:
     history: list[dict[str, float]]  # one dict of metrics per completed epoch
     best_epoch: int
     best_val_loss: float
-    stop_reason: str  # completed | early_stopping | interrupted
+    stop_reason: str  # completed | early_stopping | time_limit | interrupted
     epochs_completed: int
     train_seconds: float
     molecules_per_second: float
@@ -202,11 +203,12 @@ def fit(
         else:
             torch.manual_seed(config.seed + rank)
         stop_reason = "completed"
+        deadline = time.perf_counter() + 60 * config.max_minutes if config.max_minutes > 0 else math.inf
         while state["epoch"] < config.epochs:
             epoch = state["epoch"]
             started = time.perf_counter()
             sums = _train_epoch(model, train, config, epoch, state, optimizer, scheduler, scaler, autocast_dtype,
-                                steps_per_epoch, total_steps, stop, rank, world_size)
+                                steps_per_epoch, total_steps, stop, rank, world_size, deadline)
             state["train_seconds"] += time.perf_counter() - started
             if stop.is_set():
                 if save and rank == 0:
@@ -240,6 +242,10 @@ def fit(
                 stop_reason = "early_stopping"
                 log.info("early stopping: no validation improvement for %d epochs", config.patience)
                 break
+            if time.perf_counter() >= deadline and state["epoch"] < config.epochs:
+                stop_reason = "time_limit"
+                log.info("time limit of %.1f minutes reached after %d epochs", config.max_minutes, state["epoch"])
+                break
         final = train_state()
     seconds = state["train_seconds"]
     return TrainResult(state["history"], state["best_epoch"], state["best_val_loss"], stop_reason, state["epoch"],
@@ -255,7 +261,7 @@ def _broadcast_flag(flag: bool, device: torch.device) -> bool:
 
 
 def _train_epoch(model, train, config, epoch, state, optimizer, scheduler, scaler, autocast_dtype,
-                 steps_per_epoch, total_steps, stop, rank, world_size) -> dict[str, float]:
+                 steps_per_epoch, total_steps, stop, rank, world_size, deadline=math.inf) -> dict[str, float]:
     core = model.module if hasattr(model, "module") else model
     device = next(core.parameters()).device
     model.train()
@@ -297,7 +303,7 @@ def _train_epoch(model, train, config, epoch, state, optimizer, scheduler, scale
         counted += 1
         bar.update(1)
         bar.set_postfix(loss=f"{terms.loss.item():.2f}", kl=f"{terms.kl.mean().item():.1f}", refresh=False)
-        if stop.is_set():
+        if stop.is_set() or time.perf_counter() >= deadline:
             break
     bar.close()
     return {k: v / max(counted, 1) for k, v in sums.items()}

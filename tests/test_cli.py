@@ -1,0 +1,125 @@
+"""The command line, exercised in-process on a tiny model."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+
+from molvae.cli import build_parser, main
+
+from .conftest import CAFFEINE, HOSTILE_CSV, MOLECULES_CSV, tiny_config
+
+
+def tiny_flags(tmp_path) -> list[str]:
+    config = tiny_config(tmp_path)
+    flags = []
+    for section, values in config.to_dict().items():
+        for key, value in values.items():
+            if isinstance(value, str):
+                value = json.dumps(value)
+            elif isinstance(value, bool):
+                value = str(value).lower()
+            elif isinstance(value, list):
+                value = json.dumps(value)
+            flags += ["--set", f"{section}.{key}={value}"]
+    return flags
+
+
+@pytest.mark.parametrize("command", ["train", "sample", "evaluate", "encode", "reconstruct", "score",
+                                     "interpolate", "around", "map"])
+def test_every_command_explains_itself(command, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main([command, "--help"])
+    assert exit_info.value.code == 0
+    text = capsys.readouterr().out
+    assert f"usage: molvae {command}" in text and len(text) > 200
+
+
+def test_top_level_help_lists_commands(capsys):
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    text = capsys.readouterr().out
+    for command in ("train", "sample", "evaluate", "score", "interpolate"):
+        assert command in text
+
+
+def test_train_then_every_inference_command(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["train", "--data", str(MOLECULES_CSV), "--out", str(out), *tiny_flags(tmp_path)]) == 0
+    printed = capsys.readouterr().out
+    assert "prior samples from the best model" in printed and "validity" in printed
+    for name in ("model.pt", "last.pt", "samples.csv", "samples.sdf", "samples.png", "loss_curves.png",
+                 "history.csv", "rejected.csv", "config.toml", "metrics.json", "vocab.json"):
+        assert (out / name).exists(), name
+    model = str(out / "model.pt")
+
+    # resume: one more epoch from last.pt
+    assert main(["train", "--data", str(MOLECULES_CSV), "--out", str(out), "--resume", *tiny_flags(tmp_path),
+                 "--set", "train.epochs=3"]) == 0
+    assert len(pd.read_csv(out / "history.csv")) == 3
+
+    samples = tmp_path / "samples.csv"
+    assert main(["sample", "--model", model, "-n", "25", "--out", str(samples), "--device", "cpu",
+                 "--temperature", "0.8", "--top-k", "5"]) == 0
+    table = pd.read_csv(samples)
+    assert len(table) == 25 and {"smiles", "valid", "novel", "qed", "logp", "sa", "mw", "tpsa"} <= set(table)
+    assert samples.with_suffix(".sdf").exists() and samples.with_suffix(".png").exists()
+
+    metrics_json = tmp_path / "metrics.json"
+    assert main(["evaluate", str(samples), "--train", str(MOLECULES_CSV), "--out", str(metrics_json)]) == 0
+    assert {"validity", "uniqueness", "novelty", "int_div"} <= set(json.loads(metrics_json.read_text()))
+
+    latents = tmp_path / "latents.csv"
+    assert main(["encode", "--model", model, "--input", str(HOSTILE_CSV), "--out", str(latents)]) == 0
+    encoded = pd.read_csv(latents)
+    rejected = pd.read_csv(tmp_path / "latents_rejected.csv")
+    assert len(encoded) + len(rejected) == 24  # every input row accounted for
+    assert {"z0", "z7"} <= set(encoded)
+
+    scores = tmp_path / "scores.csv"
+    assert main(["score", "--model", model, "--input", str(MOLECULES_CSV), "--out", str(scores)]) == 0
+    scored = pd.read_csv(scores)
+    assert scored["neg_elbo"].is_monotonic_decreasing
+    assert scored["neg_elbo"].to_numpy() == pytest.approx((scored["reconstruction_nll"] + scored["kl"]).to_numpy())
+
+    recon = tmp_path / "recon.csv"
+    assert main(["reconstruct", "--model", model, "--input", str(MOLECULES_CSV), "--out", str(recon)]) == 0
+    assert "exact" in pd.read_csv(recon)
+
+    strip = tmp_path / "strip.png"
+    assert main(["interpolate", "--model", model, "--start", "CCOc1ccccc1", "--end", "CC(=O)Nc1ccccc1",
+                 "--steps", "5", "--out", str(strip)]) == 0
+    assert strip.stat().st_size > 1000
+
+    around = tmp_path / "around.csv"
+    assert main(["around", "--model", model, "--smiles", "CCOc1ccccc1", "-n", "6", "--out", str(around)]) == 0
+    assert len(pd.read_csv(around)) == 6
+
+    latent_map = tmp_path / "map.png"
+    assert main(["map", "--model", model, "--data", str(MOLECULES_CSV), "--property", "qed",
+                 "--out", str(latent_map)]) == 0
+    assert latent_map.exists() and len(pd.read_csv(latent_map.with_suffix(".csv"))) == 64
+
+
+def test_user_errors_are_messages_not_tracebacks(tmp_path, capsys):
+    assert main(["train", "--data", str(tmp_path / "absent.csv"), "--out", str(tmp_path / "r"), "--no-track"]) == 2
+    assert "no such file" in capsys.readouterr().err
+    assert main(["train", "--data", str(MOLECULES_CSV), "--out", str(tmp_path / "r"), "--set", "train.epoch=1"]) == 2
+    assert "unknown key 'epoch' in [train]" in capsys.readouterr().err
+    assert main(["train", "--data", str(HOSTILE_CSV), "--out", str(tmp_path / "r"), "--no-track"]) == 2
+    assert "max_reject_fraction" in capsys.readouterr().err
+    assert main(["sample", "--model", str(tmp_path / "none.pt"), "--out", str(tmp_path / "s.csv")]) == 2
+    assert "no such checkpoint" in capsys.readouterr().err
+
+
+def test_interpolate_rejects_unencodable_molecule(trained_run, tmp_path, capsys):
+    model = str(trained_run.out_dir / "model.pt")
+    code = main(["interpolate", "--model", model, "--start", "C1CC", "--end", CAFFEINE, "--out", str(tmp_path / "x.png")])
+    assert code == 2 and "cannot encode 'C1CC': unparsable" in capsys.readouterr().err
+
+
+def test_parser_defaults():
+    args = build_parser().parse_args(["sample", "--model", "m.pt", "--out", "s.csv"])
+    assert args.n == 1000 and args.temperature == 1.0 and args.device == "auto"
