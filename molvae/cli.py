@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import json
 import logging
 import os
@@ -58,9 +59,11 @@ def _graceful_stop() -> Iterator[threading.Event]:
 
 
 def _tracker(config, run_name: str | None = None):
+    """An MLflow run when tracking is on; under torchrun only rank 0 records one."""
     from molvae.tracking import MlflowTracker, NullTracker
 
-    return MlflowTracker(config.tracking, run_name) if config.tracking.enabled else NullTracker()
+    is_main = os.environ.get("RANK", "0") == "0"
+    return MlflowTracker(config.tracking, run_name) if config.tracking.enabled and is_main else NullTracker()
 
 
 def _load(model_path: str, device: str):
@@ -118,6 +121,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     with _graceful_stop() as stop, _tracker(config, Path(args.out).name) as tracker:
         summary = train_run(data, config, args.out, tracker=tracker, resume=args.resume, stop=stop)
     result = summary.result
+    if os.environ.get("RANK", "0") != "0":
+        return 0
     _print_table("data", {k: v for k, v in summary.data_counts.items()})
     _print_table("training", {"stop_reason": result.stop_reason, "epochs": result.epochs_completed,
                               "best_epoch": result.best_epoch + 1, "train_seconds": result.train_seconds,
@@ -290,6 +295,42 @@ def cmd_map(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench(args: argparse.Namespace) -> int:
+    import torch
+
+    from molvae.bench import run_benchmark
+    from molvae.config import load_config
+    from molvae.train import resolve_device
+
+    device = resolve_device(args.device)
+    config = load_config(args.config)
+    loaded = _load(args.model, args.device) if args.model else None
+    data = args.data or _default_data(None)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    results, machine = run_benchmark(data, config.model, device=device, batch_size=args.batch_size,
+                                     train_steps=args.steps, n_sample=args.n_sample, precision=args.precision,
+                                     reference=not args.no_reference, loaded=loaded)
+    print("\nmachine: " + ", ".join(f"{k}={v}" for k, v in machine.items()))
+    print(f"{'measurement':<40} {'molvae':>12} {'reference':>12} {'ratio':>7}  detail")
+    for r in results:
+        ref = f"{r.reference:12.1f}" if r.reference else f"{'-':>12}"
+        ratio = f"{r.ratio:6.1f}x" if r.ratio else f"{'-':>7}"
+        print(f"{r.name:<40} {r.molvae:12.1f} {ref} {ratio}  {r.detail}")
+    if args.out:
+        rows = [{**dataclasses.asdict(r), "ratio": r.ratio, **machine} for r in results]
+        Path(args.out).write_text(json.dumps(rows, indent=2) + "\n")
+    return 0
+
+
+def cmd_fetch_moses(args: argparse.Namespace) -> int:
+    from molvae.moses import fetch_moses
+
+    for name, path in fetch_moses(Path(args.dest)).items():
+        print(f"{name}: {path}")
+    return 0
+
+
 # --- parser -----------------------------------------------------------------------------------
 
 def build_parser() -> argparse.ArgumentParser:
@@ -388,6 +429,31 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max", type=int, default=5000, help="molecules to map (default 5000)")
     p.add_argument("--out", default="latent_map.png")
     p.set_defaults(func=cmd_map)
+
+    p = sub.add_parser("bench", help="throughput of training, sampling and encoding beside a plain reference",
+                       description="Measure training (molecules/s, peak memory), prior sampling (latents to canonical "
+                                   "SMILES) and encoding throughput on this machine, with a plain implementation of "
+                                   "the same architecture (padded batches, fp32, full-length sampling, "
+                                   "single-process decoding) and the ratio.")
+    p.add_argument("--config", default=None, help="TOML whose [model] section sets the architecture")
+    p.add_argument("--model", help="trained checkpoint (realistic sampling lengths); else a fresh model")
+    p.add_argument("--data", help="SMILES file (default: the bundled MOSES sample)")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--precision", default="auto", help="auto, fp32, fp16 or bf16")
+    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--steps", type=int, default=30, help="timed training steps (default 30)")
+    p.add_argument("--n-sample", type=int, default=5000, help="molecules sampled (default 5000)")
+    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--no-reference", action="store_true", help="skip the plain reference implementation")
+    p.add_argument("--out", help="also write the results as JSON")
+    p.set_defaults(func=cmd_bench)
+
+    p = sub.add_parser("fetch-moses", help="download the MOSES train/test sets (from the molsets wheel) into data/moses",
+                       description="Download the molsets wheel from the package registry with pip and extract the "
+                                   "MOSES train, test and scaffold-test CSVs (gzip) into DEST. No molsets code is "
+                                   "imported; files already present are kept.")
+    p.add_argument("--dest", default="data/moses", help="destination folder (default data/moses)")
+    p.set_defaults(func=cmd_fetch_moses)
     return parser
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import os
 import threading
 import time
 from dataclasses import dataclass
@@ -22,7 +21,8 @@ import torch
 from molvae.checkpoint import CheckpointError, load_model, model_from_payload, read_checkpoint, save_checkpoint
 from molvae.chem import PROPERTIES, to_mol
 from molvae.config import RunConfig, to_toml
-from molvae.data import DataError, PreparedData, TokenizedSet, prepare, tokenize
+from molvae.data import DataError, PreparedData, prepare, tokenize
+from molvae.distributed import DistributedContext, init_from_environment, wrap_model
 from molvae.metrics import evaluate_samples
 from molvae.model import MolVAE
 from molvae.report import loss_curves_png, molecule_grid_png, sample_table, write_sdf
@@ -84,18 +84,38 @@ def _write_json(path: Path, payload: Any) -> Path:
 
 def train_run(data_path: str | os.PathLike, config: RunConfig, out_dir: str | os.PathLike, *,
               tracker: Tracker | None = None, resume: bool = False, stop: threading.Event | None = None) -> TrainRunSummary:
-    """Prepare data, train, checkpoint, sample from the best model and write every output to ``out_dir``."""
+    """Prepare data, train, checkpoint, sample from the best model and write every output to ``out_dir``.
+
+    Under torchrun (``WORLD_SIZE > 1``) each process trains on its shard of the batches with
+    DistributedDataParallel; only rank 0 writes files, logs and samples.
+    """
     tracker = tracker or NullTracker()
-    out = Path(out_dir)
+    context, device = init_from_environment(resolve_device(config.train.device))
+    try:
+        return _train_run(data_path, config, Path(out_dir), tracker, resume, stop, context, device)
+    finally:
+        if context.active:
+            torch.distributed.destroy_process_group()
+
+
+def _train_run(data_path, config: RunConfig, out: Path, tracker: Tracker, resume: bool,
+               stop: threading.Event | None, context: DistributedContext, device: torch.device) -> TrainRunSummary:
+    main = context.is_main
+    if not main:
+        tracker = NullTracker()
+        context.barrier()  # let rank 0 clean the data and fill the cache first
     out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     files: dict[str, Path] = {}
 
     prepared = prepare(data_path, config.data)
+    if main:
+        context.barrier()
     counts = prepared.counts()
-    prepared.rejected.to_csv(out / "rejected.csv", index=False)
-    files["rejected"] = out / "rejected.csv"
-    log.info("data: %s", ", ".join(f"{k}={v}" for k, v in counts.items()))
+    if main:
+        prepared.rejected.to_csv(out / "rejected.csv", index=False)
+        files["rejected"] = out / "rejected.csv"
+        log.info("data: %s", ", ".join(f"{k}={v}" for k, v in counts.items()))
 
     resume_state = None
     if resume:
@@ -127,7 +147,6 @@ def train_run(data_path: str | os.PathLike, config: RunConfig, out_dir: str | os
         valid_set.labels = (valid_set.labels - model.property_mean) / model.property_std
     max_length = int(data.lengths.max()) + max(4, int(0.1 * int(data.lengths.max())))
 
-    device = resolve_device(config.train.device)
     model.to(device)
     n_params = sum(p.numel() for p in model.parameters())
     meta = {
@@ -138,29 +157,37 @@ def train_run(data_path: str | os.PathLike, config: RunConfig, out_dir: str | os
         "n_parameters": n_params,
         **environment_tags(),
     }
-    (out / "config.toml").write_text(to_toml(config))
-    _write_json(out / "vocab.json", vocab.to_dict())
-    _write_json(out / "data_report.json", {"counts": counts, "smiles_column": prepared.smiles_column,
-                                           "label_columns": prepared.label_columns, "sha256": prepared.source_hash,
-                                           "train_molecules": len(train_set), "validation_molecules": len(valid_set)})
+    if main:
+        (out / "config.toml").write_text(to_toml(config))
+        _write_json(out / "vocab.json", vocab.to_dict())
+        _write_json(out / "data_report.json", {"counts": counts, "smiles_column": prepared.smiles_column,
+                                               "label_columns": prepared.label_columns,
+                                               "sha256": prepared.source_hash, "train_molecules": len(train_set),
+                                               "validation_molecules": len(valid_set)})
     tracker.set_tags(environment_tags())
     if not resume:
         tracker.log_params({**config.to_dict(), "data": {**dataclasses.asdict(config.data), "path": str(data_path),
                                                           "sha256": prepared.source_hash},
-                            "model": {**config.to_dict()["model"], "vocab_size": len(vocab), "n_parameters": n_params}})
+                            "model": {**config.to_dict()["model"], "vocab_size": len(vocab), "n_parameters": n_params},
+                            "world_size": context.world_size})
     tracker.log_metrics({f"data_{k}": v for k, v in counts.items()})
     for name in ("config.toml", "vocab.json", "data_report.json", "rejected.csv"):
         tracker.log_artifact(out / name, "data" if name != "config.toml" else None)
-    log.info("model: %s parameters, vocabulary %d symbols, %d train / %d validation molecules, device %s",
-             f"{n_params:,}", len(vocab.symbols), len(train_set), len(valid_set), device)
+    if main:
+        log.info("model: %s parameters, vocabulary %d symbols, %d train / %d validation molecules, device %s%s",
+                 f"{n_params:,}", len(vocab.symbols), len(train_set), len(valid_set), device,
+                 f", {context.world_size} processes" if context.active else "")
 
     def save(kind: str, train_state: dict[str, Any]) -> None:
         save_checkpoint(out / (BEST if kind == "best" else LAST), model, vocab, max_length, meta,
                         train_state if kind == "last" else None)
 
     training_smiles = set(prepared.kept["smiles"])
-    result = fit(model, vocab, train_set, valid_set, config.train, max_length=max_length,
-                 training_smiles=training_smiles, tracker=tracker, save=save, resume_state=resume_state, stop=stop)
+    result = fit(wrap_model(model, context, device), vocab, train_set, valid_set, config.train,
+                 max_length=max_length, training_smiles=training_smiles, tracker=tracker, save=save,
+                 resume_state=resume_state, stop=stop, rank=context.rank, world_size=context.world_size)
+    if not main:
+        return TrainRunSummary(out, result, counts, {}, files)
     pd.DataFrame(result.history).to_csv(out / "history.csv", index=False)
     files.update(history=out / "history.csv", checkpoint=out / BEST, last=out / LAST)
     if result.history:

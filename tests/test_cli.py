@@ -28,7 +28,7 @@ def tiny_flags(tmp_path) -> list[str]:
 
 
 @pytest.mark.parametrize("command", ["train", "sample", "evaluate", "encode", "reconstruct", "score",
-                                     "interpolate", "around", "map"])
+                                     "interpolate", "around", "map", "bench", "fetch-moses"])
 def test_every_command_explains_itself(command, capsys):
     with pytest.raises(SystemExit) as exit_info:
         main([command, "--help"])
@@ -123,3 +123,21 @@ def test_interpolate_rejects_unencodable_molecule(trained_run, tmp_path, capsys)
 def test_parser_defaults():
     args = build_parser().parse_args(["sample", "--model", "m.pt", "--out", "s.csv"])
     assert args.n == 1000 and args.temperature == 1.0 and args.device == "auto"
+
+
+def test_bench_prints_side_by_side_ratio(tmp_path, capsys):
+    out = tmp_path / "bench.json"
+    assert main(["bench", "--data", str(MOLECULES_CSV), "--steps", "2", "--n-sample", "20", "--batch-size", "16",
+                 "--threads", "1", "--device", "cpu", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "training (molecules/s)" in printed and "sampling" in printed and "x  " in printed
+    rows = json.loads(out.read_text())
+    assert {r["name"] for r in rows} >= {"training (molecules/s)"}
+    assert all(r["molvae"] > 0 for r in rows)
+    assert all(r["reference"] > 0 and r["ratio"] > 0 for r in rows if r["reference"] is not None)
+
+
+@pytest.mark.slow
+def test_fetch_moses_downloads_the_sets(tmp_path):
+    assert main(["fetch-moses", "--dest", str(tmp_path)]) == 0
+    assert (tmp_path / "train.csv.gz").stat().st_size > 5_000_000
