@@ -148,15 +148,47 @@ def cmd_sample(args: argparse.Namespace) -> int:
     from molvae.config import RunConfig, SampleConfig
     from molvae.pipeline import sample_and_report
 
-    loaded = _load(args.model, args.device)
-    config = RunConfig(sample=SampleConfig(n=args.n, temperature=args.temperature, top_k=args.top_k, seed=args.seed,
+    shard, shards = _shard(args.shard)
+    device = args.device
+    if shards > 1 and device in ("auto", "cuda") and "LOCAL_RANK" in os.environ:
+        device = f"cuda:{os.environ['LOCAL_RANK']}"  # one GPU per torchrun process
+    loaded = _load(args.model, device)
+    n = args.n // shards + (1 if shard < args.n % shards else 0)
+    # Distinct, reproducible seeds per shard: the union of the shards is one large sample.
+    seed = args.seed + 1_000_003 * shard
+    config = RunConfig(sample=SampleConfig(n=n, temperature=args.temperature, top_k=args.top_k, seed=seed,
                                            batch_size=args.batch_size))
     out = Path(args.out)
+    if shards > 1:
+        out = out.with_name(f"{out.stem}.shard{shard:04d}-of-{shards:04d}{out.suffix}")
     out.parent.mkdir(parents=True, exist_ok=True)
     training = _training_set(args.train or loaded.meta.get("data_path"))
     metrics, files = sample_and_report(loaded, config, out.parent, training, prefix=out.stem)
-    _print_table(f"{args.n} samples", metrics)
+    _print_table(f"{n} samples" + (f" (shard {shard + 1} of {shards}, seed {seed})" if shards > 1 else ""), metrics)
     print("wrote " + ", ".join(str(p) for p in files.values()))
+    return 0
+
+
+def _shard(text: str | None) -> tuple[int, int]:
+    """``I/N`` from --shard, else torchrun's RANK/WORLD_SIZE, else a single shard (0, 1)."""
+    if text:
+        index, sep, total = text.partition("/")
+        if not sep or not index.isdigit() or not total.isdigit() or not 0 <= int(index) < int(total):
+            raise UserError(f"--shard must look like I/N with 0 <= I < N, got {text!r}")
+        return int(index), int(total)
+    return int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def cmd_merge(args: argparse.Namespace) -> int:
+    import pandas as pd
+
+    tables = [pd.read_csv(path) for path in args.parts]
+    merged = pd.concat(tables, ignore_index=True)
+    valid = merged[merged["valid"].astype(bool)]
+    unique = valid.drop_duplicates("smiles")
+    unique.to_csv(args.out, index=False)
+    print(f"{len(merged)} molecules from {len(tables)} files: {len(valid)} valid, {len(unique)} unique "
+          f"({len(valid) - len(unique)} duplicates removed); wrote {args.out}")
     return 0
 
 
@@ -376,7 +408,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--batch-size", type=int, default=1024)
     p.add_argument("--train", help="training file for the novelty flag (default: the model's own training data)")
+    p.add_argument("--shard", help="I/N: produce shard I (0-based) of N with its own seed, writing "
+                                   "OUT.shardI-of-N.csv (under torchrun: RANK/WORLD_SIZE); combine with `molvae merge`")
     p.set_defaults(func=cmd_sample)
+
+    p = sub.add_parser("merge", help="merge sample shards into one file of unique valid molecules",
+                       description="Concatenate CSVs written by `molvae sample --shard`, keep the valid molecules "
+                                   "and drop duplicates (first occurrence kept); prints the counts.")
+    p.add_argument("parts", nargs="+", help="shard CSVs")
+    p.add_argument("--out", required=True)
+    p.set_defaults(func=cmd_merge)
 
     p = sub.add_parser("evaluate", help="validity, uniqueness, novelty, diversity and properties of a SMILES file")
     p.add_argument("samples", help="file of generated SMILES (e.g. the CSV from `molvae sample`)")

@@ -28,7 +28,7 @@ def tiny_flags(tmp_path) -> list[str]:
 
 
 @pytest.mark.parametrize("command", ["train", "sample", "evaluate", "encode", "reconstruct", "score",
-                                     "interpolate", "around", "map", "bench", "fetch-moses"])
+                                     "interpolate", "around", "map", "bench", "fetch-moses", "merge"])
 def test_every_command_explains_itself(command, capsys):
     with pytest.raises(SystemExit) as exit_info:
         main([command, "--help"])
@@ -141,3 +141,18 @@ def test_bench_prints_side_by_side_ratio(tmp_path, capsys):
 def test_fetch_moses_downloads_the_sets(tmp_path):
     assert main(["fetch-moses", "--dest", str(tmp_path)]) == 0
     assert (tmp_path / "train.csv.gz").stat().st_size > 5_000_000
+
+
+def test_sharded_sampling_and_merge(trained_run, tmp_path, capsys):
+    model = str(trained_run.out_dir / "model.pt")
+    for shard in ("0/2", "1/2"):
+        assert main(["sample", "--model", model, "-n", "21", "--out", str(tmp_path / "big.csv"), "--shard", shard,
+                     "--device", "cpu"]) == 0
+    parts = sorted(tmp_path.glob("big.shard*-of-0002.csv"))
+    tables = [pd.read_csv(p) for p in parts]
+    assert [len(t) for t in tables] == [11, 10]  # 21 split over two shards
+    assert main(["merge", *map(str, parts), "--out", str(tmp_path / "all.csv")]) == 0
+    merged = pd.read_csv(tmp_path / "all.csv")
+    assert merged["smiles"].is_unique and merged["valid"].all()
+    assert "duplicates removed" in capsys.readouterr().out
+    assert main(["sample", "--model", model, "--out", str(tmp_path / "x.csv"), "--shard", "2/2"]) == 2
