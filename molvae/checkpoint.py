@@ -18,9 +18,11 @@ from molvae.chem import SELFIES_CONSTRAINTS
 from molvae.model import ModelConfig, MolVAE
 from molvae.vocab import Vocabulary
 
-__all__ = ["FORMAT_VERSION", "CheckpointError", "LoadedModel", "load_model", "read_checkpoint", "save_checkpoint"]
+__all__ = ["FORMAT_VERSION", "PRETRAINED", "CheckpointError", "LoadedModel", "load_model", "read_checkpoint", "save_checkpoint"]
 
 FORMAT = "molvae-checkpoint"
+# The model shipped inside the package (see molvae/pretrained/MODEL_CARD.md), used when no model is given.
+PRETRAINED = Path(__file__).parent / "pretrained" / "model.pt"
 FORMAT_VERSION = 1
 
 

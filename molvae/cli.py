@@ -66,10 +66,15 @@ def _tracker(config, run_name: str | None = None):
     return MlflowTracker(config.tracking, run_name) if config.tracking.enabled and is_main else NullTracker()
 
 
-def _load(model_path: str, device: str):
-    from molvae.checkpoint import load_model
+def _load(model_path: str | None, device: str):
+    from molvae.checkpoint import PRETRAINED, load_model
     from molvae.train import resolve_device
 
+    if model_path is None:
+        if not PRETRAINED.exists():
+            raise UserError("no --model given and no pretrained model is installed")
+        log.info("no --model given: using the pretrained model %s (see its MODEL_CARD.md)", PRETRAINED)
+        model_path = str(PRETRAINED)
     return load_model(model_path, resolve_device(device))
 
 
@@ -213,6 +218,16 @@ def _encoded_frame(encoded, inputs: Sequence[str]):
     return kept, rejected
 
 
+def _encode_input(args: argparse.Namespace):
+    """Load the model and encode the SMILES of ``--input``: ``(loaded, encoded, kept, rejected)``."""
+    from molvae.sample import encode_smiles
+
+    loaded = _load(args.model, args.device)
+    inputs = _read_smiles(args.input, args.smiles_column)
+    encoded = encode_smiles(loaded, inputs)
+    return (loaded, encoded, *_encoded_frame(encoded, inputs))
+
+
 def _write_rejected(rejected, out: Path) -> None:
     if len(rejected):
         path = out.with_name(out.stem + "_rejected.csv")
@@ -223,12 +238,7 @@ def _write_rejected(rejected, out: Path) -> None:
 def cmd_encode(args: argparse.Namespace) -> int:
     import pandas as pd
 
-    from molvae.sample import encode_smiles
-
-    loaded = _load(args.model, args.device)
-    inputs = _read_smiles(args.input, args.smiles_column)
-    encoded = encode_smiles(loaded, inputs)
-    kept, rejected = _encoded_frame(encoded, inputs)
+    _, encoded, kept, rejected = _encode_input(args)
     latent = pd.DataFrame(encoded.mu.numpy(), columns=[f"z{i}" for i in range(encoded.mu.size(1))])
     out = Path(args.out)
     pd.concat([kept, latent], axis=1).to_csv(out, index=False)
@@ -238,12 +248,9 @@ def cmd_encode(args: argparse.Namespace) -> int:
 
 
 def cmd_reconstruct(args: argparse.Namespace) -> int:
-    from molvae.sample import decode_latents, encode_smiles
+    from molvae.sample import decode_latents
 
-    loaded = _load(args.model, args.device)
-    inputs = _read_smiles(args.input, args.smiles_column)
-    encoded = encode_smiles(loaded, inputs)
-    kept, rejected = _encoded_frame(encoded, inputs)
+    loaded, encoded, kept, rejected = _encode_input(args)
     kept["reconstruction"] = decode_latents(loaded, encoded.mu.to(loaded.device), temperature=0.0)
     kept["exact"] = kept["reconstruction"] == kept["smiles"]
     out = Path(args.out)
@@ -375,7 +382,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="command")
 
     def model_args(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--model", required=True, help="checkpoint written by `molvae train` (e.g. runs/exp1/model.pt)")
+        p.add_argument("--model", help="checkpoint written by `molvae train` (e.g. runs/exp1/model.pt); "
+                                       "default: the pretrained model shipped with molvae")
         p.add_argument("--device", default="auto", help="auto (GPU if present), cpu, cuda or cuda:N")
 
     def input_args(p: argparse.ArgumentParser, name: str = "--input") -> None:
