@@ -24,14 +24,11 @@ class MolVAEGenerator(mlflow.pyfunc.PythonModel):
         device = "cuda" if torch.cuda.is_available() else "cpu"
         self.loaded = load_model(context.artifacts["checkpoint"], device=device)
 
-    def predict(self, context, model_input, params=None):
+    def predict(self, context, model_input: pd.DataFrame, params: dict | None = None) -> list[str]:
         from molvae.sample import sample_prior
 
         params = params or {}
-        if isinstance(model_input, pd.DataFrame):
-            n = int(model_input["n"].sum()) if "n" in model_input else len(model_input)
-        else:
-            n = int(model_input)
+        n = int(model_input["n"].sum()) if "n" in model_input else len(model_input)
         smiles = sample_prior(
             self.loaded,
             n,
