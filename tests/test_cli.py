@@ -156,3 +156,16 @@ def test_sharded_sampling_and_merge(trained_run, tmp_path, capsys):
     assert merged["smiles"].is_unique and merged["valid"].all()
     assert "duplicates removed" in capsys.readouterr().out
     assert main(["sample", "--model", model, "--out", str(tmp_path / "x.csv"), "--shard", "2/2"]) == 2
+
+
+def test_pretrained_model_ships_loads_and_samples(tmp_path, capsys):
+    from molvae.checkpoint import PRETRAINED, load_model
+    from molvae.sample import sample_prior
+
+    assert PRETRAINED.exists() and PRETRAINED.stat().st_size < 25 * 2**20
+    loaded = load_model(PRETRAINED)
+    smiles = sample_prior(loaded, 50, seed=0, progress=False)
+    assert sum(s is not None for s in smiles) >= 45
+    out = tmp_path / "default.csv"
+    assert main(["sample", "-n", "10", "--out", str(out), "--device", "cpu"]) == 0  # no --model: the pretrained one
+    assert len(pd.read_csv(out)) == 10
