@@ -198,10 +198,19 @@ def cmd_merge(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from molvae.metrics import evaluate_samples
-
     smiles = _read_smiles(args.samples, args.smiles_column)
-    metrics = evaluate_samples(smiles, _training_set(args.train))
+    if args.moses:
+        from molvae.moses import load_moses, moses_metrics, training_set
+
+        references = ("test", "test_scaffolds") if args.train else ("train", "test", "test_scaffolds")
+        splits = load_moses(Path(args.moses), references)
+        # Novelty against --train when given, else against the MOSES training set.
+        train = _training_set(args.train) if args.train else training_set(splits["train"])
+        metrics = moses_metrics(smiles, splits["test"], splits["test_scaffolds"], train)
+    else:
+        from molvae.metrics import evaluate_samples
+
+        metrics = evaluate_samples(smiles, _training_set(args.train))
     _print_table(f"{args.samples}: {len(smiles)} molecules", metrics)
     if args.out:
         Path(args.out).write_text(json.dumps(metrics, indent=2) + "\n")
@@ -432,6 +441,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--train", help="training file, for novelty")
     p.add_argument("--smiles-column", default="")
     p.add_argument("--out", help="also write the metrics as JSON")
+    p.add_argument("--moses", metavar="DIR", help="full MOSES metric set (FCD, SNN, Frag, Scaf, Filters, ...) "
+                                                  "against the sets in DIR (from `molvae fetch-moses`)")
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("encode", help="latent coordinates (mu) of molecules, as CSV")
@@ -503,6 +514,10 @@ def build_parser() -> argparse.ArgumentParser:
                                    "imported; files already present are kept.")
     p.add_argument("--dest", default="data/moses", help="destination folder (default data/moses)")
     p.set_defaults(func=cmd_fetch_moses)
+
+    from molvae.cli_optimize import register as register_optimize  # argparse only: imports nothing heavy
+
+    register_optimize(sub)
     return parser
 
 

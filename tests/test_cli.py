@@ -169,3 +169,21 @@ def test_pretrained_model_ships_loads_and_samples(tmp_path, capsys):
     out = tmp_path / "default.csv"
     assert main(["sample", "-n", "10", "--out", str(out), "--device", "cpu"]) == 0  # no --model: the pretrained one
     assert len(pd.read_csv(out)) == 10
+
+
+def test_evaluate_with_the_moses_metric_set(tmp_path, capsys):
+    import gzip
+
+    smiles = pd.read_csv(MOLECULES_CSV)["SMILES"].tolist()
+    for split, part in (("train", smiles[:32]), ("test", smiles[32:48]), ("test_scaffolds", smiles[48:])):
+        (tmp_path / f"{split}.csv.gz").write_bytes(gzip.compress(("SMILES\n" + "\n".join(part) + "\n").encode()))
+    samples = tmp_path / "samples.csv"
+    samples.write_text("smiles\n" + "\n".join(smiles[:20] + ["C1CC", "CCO"]) + "\n")
+    out = tmp_path / "moses.json"
+    assert main(["evaluate", str(samples), "--moses", str(tmp_path), "--out", str(out)]) == 0
+    metrics = json.loads(out.read_text())
+    assert metrics["valid"] == pytest.approx(21 / 22)
+    assert metrics["Novelty"] == pytest.approx(1 / 21)  # only ethanol is outside the 32 training molecules
+    for key in ("FCD/Test", "SNN/Test", "Frag/Test", "Scaf/Test", "FCD/TestSF", "IntDiv", "IntDiv2", "Filters",
+                "logP", "SA", "QED", "weight"):
+        assert key in metrics, key

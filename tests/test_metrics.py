@@ -39,9 +39,13 @@ def test_internal_diversity_pinned():
     assert internal_diversity([]) == 0.0
     assert internal_diversity([ETHANOL, ETHANOL]) == 0.0
     # Two molecules with Tanimoto similarity s: pairs (1, s, s, 1) -> 1 - (2 + 2s) / 4 = (1 - s) / 2
-    from molvae.chem import tanimoto, to_mol
+    from rdkit import DataStructs
+    from rdkit.Chem.rdFingerprintGenerator import GetMorganGenerator
 
-    s = tanimoto(to_mol(ASPIRIN), to_mol(CAFFEINE))
+    from molvae.chem import to_mol
+
+    morgan = GetMorganGenerator(radius=2, fpSize=1024)
+    s = DataStructs.TanimotoSimilarity(morgan.GetFingerprint(to_mol(ASPIRIN)), morgan.GetFingerprint(to_mol(CAFFEINE)))
     assert internal_diversity([ASPIRIN, CAFFEINE]) == pytest.approx((1 - s) / 2)
     assert internal_diversity([ASPIRIN, CAFFEINE], p=2) == pytest.approx(1 - math.sqrt((2 + 2 * s**2) / 4))
 
