@@ -43,6 +43,16 @@ class LoadedModel:
     def device(self) -> torch.device:
         return next(self.model.parameters()).device
 
+    @property
+    def data_path(self) -> str | None:
+        """The training data file, if it can be found: as recorded, or (for a relative path, as in
+        the shipped pretrained model) relative to the molvae source tree."""
+        recorded = self.meta.get("data_path")
+        if not recorded or Path(recorded).exists():
+            return recorded
+        beside_source = Path(__file__).resolve().parent.parent / recorded
+        return str(beside_source) if not Path(recorded).is_absolute() and beside_source.exists() else recorded
+
 
 def save_checkpoint(path: str | os.PathLike, model: MolVAE, vocab: Vocabulary, max_length: int,
                     meta: dict[str, Any] | None = None, train_state: dict[str, Any] | None = None) -> Path:

@@ -167,7 +167,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
     if shards > 1:
         out = out.with_name(f"{out.stem}.shard{shard:04d}-of-{shards:04d}{out.suffix}")
     out.parent.mkdir(parents=True, exist_ok=True)
-    training = _training_set(args.train or loaded.meta.get("data_path"))
+    training = _training_set(args.train or loaded.data_path)
     metrics, files = sample_and_report(loaded, config, out.parent, training, prefix=out.stem)
     _print_table(f"{n} samples" + (f" (shard {shard + 1} of {shards}, seed {seed})" if shards > 1 else ""), metrics)
     print("wrote " + ", ".join(str(p) for p in files.values()))

@@ -1,0 +1,409 @@
+"""Latent-space optimization (molvae.optimize) and ``molvae optimize`` (molvae.cli_optimize)."""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import math
+import textwrap
+
+import pandas as pd
+import pytest
+import torch
+
+import molvae.optimize as optimize_module
+from molvae.checkpoint import load_model
+from molvae.chem import PROPERTIES, tanimoto, to_mol
+from molvae.cli_optimize import cmd_optimize, register
+from molvae.objectives import Filters, combined_score, parse_objectives
+from molvae.optimize import (
+    OPTIMIZERS,
+    Candidate,
+    EnsembleSurrogate,
+    HeadSurrogate,
+    OptimizeConfig,
+    Oracle,
+    build_surrogate,
+    fit_ensemble,
+    lead_summary,
+    optimize,
+    optimize_config_from_dict,
+    optimize_leads,
+    run_method,
+    surrogate_gap,
+    surrogate_score,
+    top_k_auc,
+)
+
+from .conftest import ASPIRIN, CAFFEINE, MOLECULES_CSV, tiny_config
+
+ETHANOL = "CCO"
+BENZENE = "c1ccccc1"
+PHENOL = "Oc1ccccc1"
+TOLUENE = "Cc1ccccc1"
+CATECHOL = "Oc1ccccc1O"
+SELENIUM = "C[Se]C"  # Se is not in the fixture's vocabulary: cannot be encoded
+
+# Small budgets and batches: every optimizer finishes in about a second on the tiny model.
+FAST = OptimizeConfig(budget=12, batch_size=4, bo_initial=4, bo_raw_samples=16, bo_restarts=2, bo_fit_iterations=10,
+                      bo_acquisition_iterations=5, steps_per_round=2, surrogate_molecules=64, surrogate_epochs=20,
+                      surrogate_hidden=16, max_rounds=30, max_stale_rounds=4)
+
+
+@pytest.fixture(scope="module")
+def loaded(trained_run):
+    """The session's tiny model (no property head)."""
+    return load_model(trained_run.files["checkpoint"])
+
+
+@pytest.fixture(scope="module")
+def head_model(tmp_path_factory):
+    """A tiny model with a joint property head for QED and logP."""
+    from molvae.pipeline import train_run
+
+    out = tmp_path_factory.mktemp("head")
+    config = tiny_config(out, 'model.property_names=["qed","logp"]', "sample.n=0")
+    summary = train_run(MOLECULES_CSV, config, out / "model")
+    return load_model(summary.files["checkpoint"])
+
+
+@pytest.fixture(scope="module")
+def training_smiles():
+    return pd.read_csv(MOLECULES_CSV)["SMILES"].tolist()
+
+
+@pytest.fixture(scope="module")
+def qed_ensemble(loaded, training_smiles):
+    surrogate, info = build_surrogate(loaded, parse_objectives("qed:max"), "ensemble", training_smiles, config=FAST)
+    return surrogate, info
+
+
+class ScriptedDecoder:
+    """Stands in for decode_latents: point i decodes to script[int(z[i, 0])] (None = invalid)."""
+
+    def __init__(self, script: list[str | None]):
+        self.script = script
+
+    def __call__(self, loaded, z, temperature=0.0, **kwargs):
+        return [self.script[int(round(float(v)))] for v in z[:, 0]]
+
+
+def points(indices: list[int], latent_dim: int) -> torch.Tensor:
+    z = torch.zeros(len(indices), latent_dim)  # (N, Z)
+    z[:, 0] = torch.tensor(indices, dtype=torch.float32)
+    return z
+
+
+# --- pure pieces ------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("spec", ["qed:max", "sa:min", "logp:window:2:3", "logp:window:2:3,sa:min:weight=2",
+                                  "qed:max,logp:window:1:4:width=0.5,sa:min"])
+def test_surrogate_score_matches_the_objectives_module(spec):
+    objectives = parse_objectives(spec)
+    generator = torch.Generator().manual_seed(0)
+    values = torch.rand(50, len(objectives), generator=generator, dtype=torch.float64) * 6  # (N, P)
+    expected = [combined_score(objectives, {o.label: float(v) for o, v in zip(objectives, row)}) for row in values]
+    assert surrogate_score(objectives, values).tolist() == pytest.approx(expected, rel=1e-9, abs=1e-12)
+
+
+def test_window_surrogate_score_has_a_gradient_toward_the_window():
+    objectives = parse_objectives("logp:window:2:3")
+    value = torch.tensor([[4.0], [0.5]], requires_grad=True)
+    surrogate_score(objectives, value).sum().backward()
+    assert value.grad[0, 0] < 0 < value.grad[1, 0]  # above the window: go down; below it: go up
+
+
+def test_top_k_auc_follows_pmo():
+    assert top_k_auc([], k=10, budget=100) == 0.0
+    assert top_k_auc([1.0] * 100, k=10, budget=100, freq=10) == pytest.approx(0.95)
+    # stopping early extends the last value flat to the budget
+    assert top_k_auc([1.0] * 50, k=1, budget=100, freq=10) == pytest.approx((5 + 40 + 50) / 100)
+    # a call without a score counts as a call and never enters the top-k
+    assert top_k_auc([None, 1.0], k=1, budget=2, freq=1) == pytest.approx((0 + 0.5) / 2)
+
+
+def test_optimize_config_rejects_unknown_and_bad_values():
+    assert optimize_config_from_dict({"budget": 5, "prior_weight": 0}).prior_weight == 0.0
+    with pytest.raises(ValueError, match="unknown key 'budjet'"):
+        optimize_config_from_dict({"budjet": 5})
+    with pytest.raises(ValueError, match="optimize.budget must be int"):
+        optimize_config_from_dict({"budget": "many"})
+    with pytest.raises(ValueError, match="min_similarity"):
+        OptimizeConfig(min_similarity=1.5)
+    with pytest.raises(ValueError, match="bo_acquisition"):
+        OptimizeConfig(bo_acquisition="ei")
+
+
+def test_ensemble_learns_a_simple_function_and_reports_uncertainty():
+    generator = torch.Generator().manual_seed(1)
+    z = torch.randn(300, 6, generator=generator)  # (N, Z)
+    y = torch.stack([2 * z[:, 0] + 1, z[:, 1] - 0.5 * z[:, 2]], dim=1)  # (N, 2)
+    ensemble, metrics = fit_ensemble(z, y, ["a", "b"], n_members=3, hidden=32, epochs=40, seed=0)
+    assert metrics["val_r2_a"] > 0.9 and metrics["val_r2_b"] > 0.8
+    members = ensemble.members(torch.randn(7, 6, generator=generator))
+    assert members.shape == (3, 7, 2) and float(members.std(dim=0).mean()) > 0
+    again, _ = fit_ensemble(z, y, ["a", "b"], n_members=3, hidden=32, epochs=40, seed=0)
+    assert torch.equal(ensemble.members(z[:5]), again.members(z[:5]))  # seeded: reproducible
+    assert isinstance(ensemble, EnsembleSurrogate)
+
+
+# --- the oracle -------------------------------------------------------------------------------
+
+def test_oracle_counts_calls_duplicates_invalid_and_keeps_a_cache(loaded, monkeypatch):
+    monkeypatch.setattr(optimize_module, "decode_latents", ScriptedDecoder([ETHANOL, None, BENZENE, PHENOL]))
+    oracle = Oracle(loaded, parse_objectives("qed:max"), budget=10, method="test")
+    z = points([0, 0, 1, 2], loaded.model.config.latent_dim)
+    outcomes = oracle.evaluate(z, step=1)
+    assert [o.status for o in outcomes] == ["new", "duplicate", "invalid", "new"]
+    assert outcomes[1].score == outcomes[0].score == pytest.approx(PROPERTIES["qed"](to_mol(ETHANOL)))
+    assert oracle.stats.calls == 2 and oracle.stats.duplicates == 1 and oracle.stats.invalid == 1
+    assert oracle.stats.decodes == 4
+    oracle.evaluate(z, step=2)  # everything is cached now: no new call
+    assert oracle.stats.calls == 2 and oracle.stats.duplicates == 4 and oracle.stats.invalid == 2
+    assert [c.call for c in oracle.candidates] == [1, 2]
+    assert [c.smiles for c in oracle.candidates] == [ETHANOL, BENZENE]
+    assert oracle.stale_rounds == 1
+
+
+def test_oracle_never_exceeds_its_budget(loaded, monkeypatch):
+    monkeypatch.setattr(optimize_module, "decode_latents", ScriptedDecoder([ETHANOL, BENZENE, PHENOL, TOLUENE]))
+    oracle = Oracle(loaded, parse_objectives("qed:max"), budget=2)
+    outcomes = oracle.evaluate(points([0, 1, 2, 3, 0], loaded.model.config.latent_dim), step=1)
+    assert [o.status for o in outcomes] == ["new", "new", "unscored", "unscored", "duplicate"]
+    assert oracle.stats.calls == 2 and oracle.exhausted and oracle.stats.unscored == 2
+    assert len(oracle.candidates) == 2
+
+
+def test_oracle_similarity_floor_scores_nothing_below_it(loaded, monkeypatch):
+    # Tanimoto to phenol: ethanol 0.06, toluene 0.375, catechol 0.5
+    monkeypatch.setattr(optimize_module, "decode_latents", ScriptedDecoder([ETHANOL, TOLUENE, CATECHOL, PHENOL]))
+    oracle = Oracle(loaded, parse_objectives("logp:max"), budget=10, reference=PHENOL, min_similarity=0.4,
+                    known={PHENOL: 1.39})
+    outcomes = oracle.evaluate(points([0, 1, 2, 3], loaded.model.config.latent_dim), step=1)
+    assert [o.status for o in outcomes] == ["below_floor", "below_floor", "new", "duplicate"]  # seed pre-cached
+    assert oracle.stats.calls == 1 and oracle.stats.below_floor == 2
+    assert [(c.smiles, c.similarity) for c in oracle.candidates] == [(CATECHOL, 0.5)]
+    assert outcomes[3].score == 1.39  # the seed's known score, no call
+    with pytest.raises(ValueError, match="reference"):
+        Oracle(loaded, parse_objectives("logp:max"), budget=1, min_similarity=0.5)
+
+
+def test_oracle_filters_cost_a_call_but_give_no_score(loaded, monkeypatch):
+    monkeypatch.setattr(optimize_module, "decode_latents", ScriptedDecoder(["C1CC1C", ETHANOL]))
+    oracle = Oracle(loaded, parse_objectives("qed:max"), budget=5, filters=Filters(min_ring_size=5))
+    outcomes = oracle.evaluate(points([0, 1], loaded.model.config.latent_dim), step=1)
+    assert [o.status for o in outcomes] == ["filtered", "new"]
+    assert oracle.stats.calls == 2 and oracle.stats.filtered == 1
+    assert oracle.candidates[0].score is None and oracle.candidates[0].failures == ("min_ring_size",)
+    assert oracle.best().smiles == ETHANOL
+
+
+def test_oracle_several_decodes_per_point_keep_the_best(loaded):
+    oracle = Oracle(loaded, parse_objectives("qed:max"), budget=50, decodes_per_point=3, seed=0)
+    z = torch.randn(4, loaded.model.config.latent_dim, generator=torch.Generator().manual_seed(0))
+    outcomes = oracle.evaluate(z, step=1)
+    assert oracle.stats.decodes == 12
+    assert oracle.stats.calls + oracle.stats.duplicates + oracle.stats.invalid == 12
+    for outcome in outcomes:
+        if outcome.score is not None:
+            assert outcome.score == max(c.score for c in oracle.candidates if c.smiles == outcome.smiles)
+
+
+# --- optimizers on the tiny model ---------------------------------------------------------------
+
+@pytest.mark.parametrize("method", sorted(OPTIMIZERS))
+def test_each_optimizer_runs_within_budget_and_reports_the_gap(loaded, qed_ensemble, method):
+    surrogate, _ = qed_ensemble
+    objectives = parse_objectives("qed:max")
+    result = run_method(loaded, objectives, method, FAST, surrogate=surrogate)
+    assert result.method == method
+    assert 0 < result.stats.calls <= FAST.budget
+    assert len(result.candidates) == result.stats.calls
+    assert [c.call for c in result.candidates] == list(range(1, result.stats.calls + 1))
+    assert len({c.smiles for c in result.candidates}) == len(result.candidates)  # never scored twice
+    for c in result.candidates:  # the score is the real RDKit value, not the surrogate's
+        assert c.score == pytest.approx(PROPERTIES["qed"](to_mol(c.smiles)))
+        assert c.surrogate_score is not None and c.surrogate_std >= 0
+        assert c.method == method
+    ranked = result.ranked()
+    assert [c.score for c in ranked] == sorted((c.score for c in ranked), reverse=True)
+    curve = result.best_curve
+    assert len(curve) == result.stats.calls and curve[-1] == ranked[0].score
+    assert all(b >= a for a, b in itertools.pairwise(x for x in curve if not math.isnan(x)))
+    gap = result.gap
+    pairs = [(c.surrogate_score, c.score) for c in result.candidates]
+    assert gap["surrogate_n"] == len(pairs)
+    assert gap["surrogate_mae"] == pytest.approx(sum(abs(p - t) for p, t in pairs) / len(pairs))
+    assert gap["surrogate_mae_qed"] == pytest.approx(gap["surrogate_mae"])
+    if method == "random":
+        assert gap["proposer_n"] == 0
+    summary = result.summary()
+    assert summary["oracle_calls"] == result.stats.calls and "auc_top10" in summary
+
+
+def test_gradient_needs_a_surrogate_and_unknown_methods_are_refused(loaded):
+    with pytest.raises(ValueError, match="needs a surrogate"):
+        optimize(loaded, parse_objectives("qed:max"), ["gradient"], FAST)
+    with pytest.raises(ValueError, match="unknown method 'anneal'"):
+        optimize(loaded, parse_objectives("qed:max"), ["anneal"], FAST)
+
+
+def test_window_objective_in_optimization(loaded, training_smiles):
+    objectives = parse_objectives("logp:window:1:2,sa:min")
+    surrogate, info = build_surrogate(loaded, objectives, "auto", training_smiles, config=FAST)
+    assert info["kind"] == "ensemble" and surrogate.labels == ("logp", "sa")
+    result = optimize(loaded, objectives, ["gradient", "random"], FAST, surrogate=surrogate, surrogate_info=info)
+    ranked = result.ranked()
+    assert ranked and len({c.smiles for c in ranked}) == len(ranked)
+    for c in ranked:
+        mol = to_mol(c.smiles)
+        assert c.values["logp"] == pytest.approx(PROPERTIES["logp"](mol))
+        assert c.score == pytest.approx(combined_score(objectives, c.values))
+        assert 0.0 <= c.score <= 1.0
+        assert set(c.surrogate_values) == {"logp", "sa"}
+
+
+def test_custom_scorer_in_optimization(loaded, training_smiles, tmp_path, monkeypatch):
+    (tmp_path / "my_scorers.py").write_text(textwrap.dedent("""
+        def heavy_atoms_plus_one(mol):
+            return mol.GetNumHeavyAtoms() + 1.0
+    """))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    objectives = parse_objectives("my_scorers:heavy_atoms_plus_one:max")
+    surrogate, info = build_surrogate(loaded, objectives, "ensemble", training_smiles, config=FAST)
+    assert surrogate.labels == ("my_scorers:heavy_atoms_plus_one",)
+    result = optimize(loaded, objectives, ["gradient"], FAST, surrogate=surrogate)
+    for c in result.methods["gradient"].candidates:
+        assert c.score == to_mol(c.smiles).GetNumHeavyAtoms() + 1.0
+
+
+def test_head_surrogate_is_used_when_it_covers_the_objectives(head_model, training_smiles):
+    surrogate, info = build_surrogate(head_model, parse_objectives("logp:window:1:3,qed:max"), "auto", training_smiles)
+    assert info["kind"] == "head" and isinstance(surrogate, HeadSurrogate)
+    z = torch.randn(5, head_model.model.config.latent_dim)
+    members = surrogate.members(z)
+    assert members.shape == (1, 5, 2)
+    expected = head_model.model.predict_properties(z)  # head columns are (qed, logp); ours (logp, qed)
+    assert torch.allclose(members[0], expected[:, [1, 0]])
+    _, info = build_surrogate(head_model, parse_objectives("sa:min"), "auto", training_smiles, config=FAST)
+    assert info["kind"] == "ensemble"  # the head does not predict SA
+    with pytest.raises(ValueError, match="property head predicts"):
+        build_surrogate(head_model, parse_objectives("sa:min"), "head")
+
+
+def test_surrogate_gap_is_nan_without_predictions():
+    candidate = Candidate("CCO", 0.4, {"qed": 0.4}, (), None, "random", 1, 1)
+    gap = surrogate_gap([candidate])
+    assert gap["surrogate_n"] == 0 and math.isnan(gap["surrogate_mae"])
+
+
+# --- lead optimization -----------------------------------------------------------------------
+
+@pytest.mark.parametrize("method", ["gradient", "random", "bo"])
+def test_lead_optimization_respects_the_similarity_floor(loaded, qed_ensemble, method):
+    surrogate, _ = qed_ensemble
+    floor = 0.3
+    config = optimize_config_from_dict({"min_similarity": floor, "lead_radius": 0.5}, FAST)
+    seeds = [ASPIRIN, SELENIUM, CAFFEINE]
+    results = optimize_leads(loaded, seeds, parse_objectives("qed:max"), method, config, surrogate=surrogate)
+    assert [r.input for r in results] == seeds
+    skipped = results[1]
+    assert skipped.status.startswith("unknown_token") and not skipped.success and skipped.improvement == 0.0
+    for r in (results[0], results[2]):
+        assert r.status == "ok" and r.start_score == pytest.approx(PROPERTIES["qed"](to_mol(r.smiles)))
+        assert r.stats.calls <= config.budget
+        reference = to_mol(r.smiles)
+        for c in r.candidates:  # nothing below the floor, ever
+            assert c.similarity >= floor and c.similarity == pytest.approx(tanimoto(to_mol(c.smiles), reference))
+            assert c.smiles != r.smiles  # the seed itself is never charged or returned
+        if r.success:
+            assert r.best.score > r.start_score and r.improvement == pytest.approx(r.best.score - r.start_score)
+            assert r.best.similarity >= floor
+        else:
+            assert r.improvement == 0.0
+    summary = lead_summary(results)
+    assert summary["seeds"] == 3 and summary["encoded"] == 2
+    assert summary["success_rate"] == sum(r.success for r in results) / 3
+
+
+# --- the command line ------------------------------------------------------------------------
+
+def parse(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="molvae")
+    register(parser.add_subparsers(dest="command"))
+    return parser.parse_args(["optimize", *argv])
+
+
+FAST_FLAGS = ["--budget", "10", "--batch-size", "4", "--set", "bo_initial=4", "--set", "bo_raw_samples=16",
+              "--set", "bo_restarts=2", "--set", "steps_per_round=2", "--set", "surrogate_epochs=20",
+              "--set", "surrogate_molecules=64", "--set", "max_stale_rounds=4", "--set", "surrogate_hidden=16",
+              "--set", "bo_fit_iterations=10", "--set", "bo_acquisition_iterations=5"]
+
+
+def test_cli_random_starts_writes_outputs_and_mlflow_runs(trained_run, tmp_path, capsys):
+    out = tmp_path / "opt"
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    args = parse(["--model", str(trained_run.files["checkpoint"]), "--objective", "logp:window:1:2,sa:min",
+                  "--method", "gradient,random", "--out", str(out), "--tracking-uri", uri,
+                  "--experiment", "test-optimize", *FAST_FLAGS])
+    assert cmd_optimize(args) == 0
+    for name in ("best.csv", "candidates.csv", "summary.csv", "summary.json", "best.png", "curve.png"):
+        assert (out / name).stat().st_size > 0, name
+    best = pd.read_csv(out / "best.csv")
+    assert {"smiles", "score", "logp", "sa", "surrogate_score", "surrogate_logp", "novel", "method", "step",
+            "call"} <= set(best.columns)
+    assert list(best["score"]) == sorted(best["score"], reverse=True)
+    summary = pd.read_csv(out / "summary.csv")
+    assert list(summary["method"]) == ["gradient", "random"]
+    assert (summary["oracle_calls"] <= 10).all()
+    assert json.loads((out / "summary.json").read_text())["objectives"] == "logp:window:1.0:2.0,sa:min"
+    assert "MLflow run" in capsys.readouterr().out
+
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=uri)
+    experiment = client.get_experiment_by_name("test-optimize")
+    runs = client.search_runs([experiment.experiment_id])
+    parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    children = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
+    assert len(parents) == 1 and sorted(r.info.run_name for r in children) == ["gradient", "random"]
+    assert all(r.data.tags["mlflow.parentRunId"] == parents[0].info.run_id for r in children)
+    assert all(r.data.metrics["oracle_calls"] <= 10 for r in children)
+    assert {a.path for a in client.list_artifacts(parents[0].info.run_id)} >= {"best.csv", "curve.png"}
+    assert parents[0].data.metrics["random_oracle_calls"] <= 10 and "gradient_top1_mean" in parents[0].data.metrics
+
+
+def test_cli_lead_optimization_without_tracking(trained_run, tmp_path):
+    seeds = tmp_path / "leads.csv"
+    seeds.write_text(f"name,smiles\naspirin,{ASPIRIN}\nselenide,{SELENIUM}\n")
+    out = tmp_path / "leads"
+    args = parse(["--model", str(trained_run.files["checkpoint"]), "--objective", "qed:max", "--seeds", str(seeds),
+                  "--min-similarity", "0.2", "--method", "random", "--out", str(out), "--no-track", *FAST_FLAGS])
+    assert cmd_optimize(args) == 0
+    leads = pd.read_csv(out / "leads.csv")
+    assert list(leads["seed_input"]) == [ASPIRIN, SELENIUM]
+    assert {"start_score", "best_score", "improvement", "similarity", "success"} <= set(leads.columns)
+    assert leads.loc[1, "status"].startswith("unknown_token")
+    best = pd.read_csv(out / "best.csv")
+    assert (best["similarity"] >= 0.2).all() if len(best) else True
+    assert (out / "curve.png").exists() and (out / "best.png").exists()
+
+
+def test_cli_reads_a_run_file_and_refuses_unknown_keys(trained_run, tmp_path):
+    recipe = tmp_path / "run.toml"
+    recipe.write_text('objective = "qed:max"\nmethods = ["random"]\n[optimize]\nbudget = 6\nbatch_size = 3\n'
+                      '[filters]\nmax_mw = 600\n')
+    out = tmp_path / "recipe"
+    args = parse(["--model", str(trained_run.files["checkpoint"]), "--config", str(recipe), "--out", str(out),
+                  "--no-track", "--surrogate", "none"])
+    assert cmd_optimize(args) == 0
+    summary = pd.read_csv(out / "summary.csv")
+    assert list(summary["method"]) == ["random"] and summary.loc[0, "oracle_calls"] <= 6
+    recipe.write_text('objective = "qed:max"\nbugdet = 6\n')
+    with pytest.raises(ValueError, match="unknown key 'bugdet'"):
+        cmd_optimize(parse(["--model", str(trained_run.files["checkpoint"]), "--config", str(recipe),
+                            "--out", str(out), "--no-track"]))
+    with pytest.raises(ValueError, match="unknown method"):
+        cmd_optimize(parse(["--model", str(trained_run.files["checkpoint"]), "--objective", "qed:max",
+                            "--method", "anneal", "--out", str(out), "--no-track"]))
