@@ -22,7 +22,6 @@ def worker(rank: int, world: int, out: str) -> None:
     os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
     torch.set_num_threads(1)
     dist.init_process_group("gloo", init_method=f"file://{out}/rendezvous", rank=rank, world_size=world)
-    import dataclasses
 
     from molvae.data import DataConfig, prepare, tokenize
     from molvae.distributed import DistributedContext, wrap_model
