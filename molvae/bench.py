@@ -14,7 +14,6 @@ import platform
 import resource
 import tempfile
 import time
-from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,7 +23,7 @@ from molvae.checkpoint import LoadedModel
 from molvae.data import DataConfig, TokenizedSet, length_bucketed_batches, prepare, tokenize
 from molvae.model import ModelConfig, MolVAE, vae_loss
 from molvae.sample import decode_latents
-from molvae.train import _autocast_dtype
+from molvae.train import autocast, resolve_precision
 from molvae.vocab import BOS_ID, Vocabulary
 
 __all__ = ["BenchResult", "run_benchmark"]
@@ -57,7 +56,7 @@ def _train_throughput(model: MolVAE, data: TokenizedSet, batch_size: int, steps:
                       precision: str, bucketed: bool) -> float:
     """Molecules per second over ``steps`` optimizer steps (after two warm-up steps)."""
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
-    dtype = _autocast_dtype(precision, device)
+    dtype = resolve_precision(precision, device)
     scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
     generator = torch.Generator().manual_seed(0)
     if bucketed:
@@ -78,8 +77,7 @@ def _train_throughput(model: MolVAE, data: TokenizedSet, batch_size: int, steps:
             tokens, lengths = data.batch(index, device)
         else:  # padded to the data set's longest molecule, as the plain implementation does
             tokens, lengths = data.tokens[index, :width].long().to(device), data.lengths[index].to(device)
-        autocast = torch.autocast(device.type, dtype=dtype) if dtype else nullcontext()
-        with autocast:
+        with autocast(device, dtype):
             output = model(tokens, lengths)
         loss = vae_loss(output, tokens, 0.1).loss
         optimizer.zero_grad(set_to_none=True)
@@ -169,6 +167,6 @@ def run_benchmark(data_path: str | os.PathLike, model_config: ModelConfig, *, de
         "cpu_cores": str(os.cpu_count()),
         "torch_threads": str(torch.get_num_threads()),
         "torch": str(torch.__version__),
-        "precision": str(_autocast_dtype(precision, device) or "fp32"),
+        "precision": str(resolve_precision(precision, device) or "fp32"),
     }
     return results, machine

@@ -25,7 +25,8 @@ from molvae.model import MolVAE, VAEOutput, vae_loss
 from molvae.tracking import NullTracker, Tracker
 from molvae.vocab import Vocabulary
 
-__all__ = ["TrainConfig", "TrainResult", "TrainingDiverged", "fit", "kl_weight", "resolve_device"]
+__all__ = ["TrainConfig", "TrainResult", "TrainingDiverged", "autocast", "fit", "kl_weight", "resolve_device",
+           "resolve_precision"]
 
 log = logging.getLogger(__name__)
 
@@ -85,7 +86,8 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
-def _autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
+def resolve_precision(precision: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype for a precision setting on a device (None = plain fp32)."""
     if precision == "auto":
         precision = "fp16" if device.type == "cuda" else "fp32"
     if precision not in {"fp32", "fp16", "bf16"}:
@@ -93,6 +95,11 @@ def _autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
     if precision != "fp32" and device.type != "cuda":
         return torch.bfloat16 if precision == "bf16" else None  # CPU autocast only helps with bf16
     return {"fp32": None, "fp16": torch.float16, "bf16": torch.bfloat16}[precision]
+
+
+def autocast(device: torch.device, dtype: torch.dtype | None):
+    """Mixed-precision context for ``dtype``, or a no-op for fp32."""
+    return torch.autocast(device.type, dtype=dtype) if dtype else nullcontext()
 
 
 def kl_weight(step: int, config: TrainConfig, total_steps: int, steps_per_epoch: int) -> float:
@@ -168,7 +175,7 @@ def fit(
     device = next(core.parameters()).device
     if config.num_threads and device.type == "cpu":
         torch.set_num_threads(config.num_threads)
-    autocast_dtype = _autocast_dtype(config.precision, device)
+    autocast_dtype = resolve_precision(config.precision, device)
     scaler = torch.amp.GradScaler(device.type, enabled=autocast_dtype == torch.float16)
     steps_per_epoch = len(_epoch_batches(train, config, 0, rank, world_size))
     if steps_per_epoch == 0:
@@ -274,8 +281,7 @@ def _train_epoch(model, train, config, epoch, state, optimizer, scheduler, scale
         tokens, lengths = train.batch(index, device)
         labels = train.labels[index].to(device) if train.labels is not None else None
         beta = kl_weight(state["step"], config, total_steps, steps_per_epoch)
-        autocast = torch.autocast(device.type, dtype=autocast_dtype) if autocast_dtype else nullcontext()
-        with autocast:
+        with autocast(device, autocast_dtype):
             output = model(tokens, lengths, word_dropout=config.word_dropout)
         terms = vae_loss(output, tokens, beta, config.free_bits, labels, config.property_weight)
         if not torch.isfinite(terms.loss):
@@ -327,8 +333,7 @@ def evaluate_epoch(model: MolVAE, vocab: Vocabulary, valid: TokenizedSet, config
     for index in batches:
         tokens, lengths = valid.batch(index, device)
         labels = valid.labels[index].to(device) if valid.labels is not None else None
-        autocast = torch.autocast(device.type, dtype=autocast_dtype) if autocast_dtype else nullcontext()
-        with autocast:
+        with autocast(device, autocast_dtype):
             mu, logvar = model.encode(tokens, lengths)
             z = model.reparameterize(mu, logvar, generator)
             logits = model.decode_logits(z, tokens[:, :-1])
