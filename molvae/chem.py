@@ -33,7 +33,10 @@ __all__ = [
     "SELFIES_CONSTRAINTS",
     "StandardizeOptions",
     "canonical_smiles",
+    "clean_smiles",
+    "clean_smiles_list",
     "decode_selfies",
+    "decode_selfies_list",
     "encode_selfies",
     "morgan_fingerprint",
     "penalized_logp",
@@ -188,6 +191,44 @@ def split_selfies(selfies: str) -> list[str]:
     ['[C]', '[=O]']
     """
     return list(sf.split_selfies(selfies))
+
+
+def clean_smiles(smiles: object, options: StandardizeOptions, max_tokens: int) -> tuple[str | None, str | None, str | None, str]:
+    """``(canonical, selfies, reason, detail)`` for one input SMILES: :func:`standardize`, then a
+    SELFIES encoding of at most ``max_tokens`` symbols that decodes back to the same molecule.
+    ``reason`` is None when kept (the data-set-level ``duplicate`` and ``unknown_token`` checks
+    come later).
+
+    >>> clean_smiles("OCC", StandardizeOptions(), max_tokens=10)
+    ('CCO', '[C][C][O]', None, '')
+    >>> clean_smiles("CCCCCC", StandardizeOptions(), max_tokens=3)[2:]
+    ('too_long', '6 SELFIES symbols > max_tokens=3')
+    """
+    canonical, reason = standardize(smiles, options)
+    if canonical is None:
+        return None, None, reason, ""
+    selfies = encode_selfies(canonical)
+    if selfies is None:
+        return canonical, None, "selfies_encoding_failed", ""
+    n_tokens = len(split_selfies(selfies))
+    if n_tokens > max_tokens:
+        return canonical, None, "too_long", f"{n_tokens} SELFIES symbols > max_tokens={max_tokens}"
+    roundtrip = decode_selfies(selfies)
+    # Both sides canonical; RDKit canonicalization is idempotent but for rare cases, hence the retry.
+    if roundtrip != canonical and roundtrip != canonical_smiles(canonical):
+        return canonical, None, "selfies_roundtrip_mismatch", f"decodes to {roundtrip}"
+    return canonical, selfies, None, ""
+
+
+def clean_smiles_list(smiles: list[object], options: StandardizeOptions,
+                      max_tokens: int) -> list[tuple[str | None, str | None, str | None, str]]:
+    """:func:`clean_smiles` of each item (a picklable unit of work for worker processes)."""
+    return [clean_smiles(s, options, max_tokens) for s in smiles]
+
+
+def decode_selfies_list(selfies: list[str]) -> list[str | None]:
+    """:func:`decode_selfies` of each item (a picklable unit of work for worker processes)."""
+    return [decode_selfies(s) for s in selfies]
 
 
 # --- fingerprints ---------------------------------------------------------------------------

@@ -7,31 +7,25 @@ with a reason code from :data:`REJECT_REASONS`; nothing is dropped silently.
 from __future__ import annotations
 
 import csv
+import functools
 import gzip
 import hashlib
+import itertools
 import json
 import logging
 import os
 import re
 from collections.abc import Sequence
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
-from multiprocessing import get_context
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from molvae.chem import (
-    StandardizeOptions,
-    canonical_smiles,
-    decode_selfies,
-    encode_selfies,
-    split_selfies,
-    standardize,
-    to_mol,
-)
+from molvae.chem import StandardizeOptions, clean_smiles_list, to_mol
+from molvae.parallel import ChunkMapper
 from molvae.vocab import PAD_ID, Vocabulary
 
 __all__ = [
@@ -40,7 +34,6 @@ __all__ = [
     "DataError",
     "PreparedData",
     "TokenizedSet",
-    "clean_smiles",
     "length_bucketed_batches",
     "prepare",
     "read_smiles_table",
@@ -183,47 +176,11 @@ def _unique_names(names: Sequence[str]) -> list[str]:
 
 # --- cleaning -------------------------------------------------------------------------------
 
-def _clean_chunk(args: tuple[list[str], StandardizeOptions, int]) -> list[tuple[str | None, str | None, str | None, str]]:
-    smiles_list, options, max_tokens = args
-    return [clean_smiles(s, options, max_tokens) for s in smiles_list]
-
-
-def clean_smiles(smiles: object, options: StandardizeOptions, max_tokens: int) -> tuple[str | None, str | None, str | None, str]:
-    """``(canonical, selfies, reason, detail)`` for one input SMILES; ``reason`` is None when kept
-    (apart from the data-set-level ``duplicate`` and ``unknown_token`` checks)."""
-    canonical, reason = standardize(smiles, options)
-    if canonical is None:
-        return None, None, reason, ""
-    selfies = encode_selfies(canonical)
-    if selfies is None:
-        return canonical, None, "selfies_encoding_failed", ""
-    n_tokens = len(split_selfies(selfies))
-    if n_tokens > max_tokens:
-        return canonical, None, "too_long", f"{n_tokens} SELFIES symbols > max_tokens={max_tokens}"
-    roundtrip = decode_selfies(selfies)
-    # Both sides canonical; RDKit canonicalization is idempotent but for rare cases, hence the retry.
-    if roundtrip != canonical and roundtrip != canonical_smiles(canonical):
-        return canonical, None, "selfies_roundtrip_mismatch", f"decodes to {roundtrip}"
-    return canonical, selfies, None, ""
-
-
 def _clean_all(smiles: list[str], options: StandardizeOptions, max_tokens: int, workers: int):
-    chunk = 1000
-    chunks = [(smiles[i : i + chunk], options, max_tokens) for i in range(0, len(smiles), chunk)]
-    workers = workers or os.cpu_count() or 1
-    bar = tqdm(total=len(smiles), desc="cleaning + encoding", unit="mol", disable=None)
-    results: list = []
-    if workers == 1 or len(smiles) < _PARALLEL_MIN_ROWS:
-        for c in chunks:
-            results.extend(_clean_chunk(c))
-            bar.update(len(c[0]))
-    else:
-        with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
-            for part in pool.map(_clean_chunk, chunks):
-                results.extend(part)
-                bar.update(len(part))
-    bar.close()
-    return results
+    clean = functools.partial(clean_smiles_list, options=options, max_tokens=max_tokens)
+    with ChunkMapper(workers) as mapper:
+        return mapper.flat_map(clean, smiles, min_parallel=_PARALLEL_MIN_ROWS, max_chunk=1000,
+                               progress="cleaning + encoding")
 
 
 @dataclass
@@ -395,15 +352,34 @@ class TokenizedSet:
 
 
 def tokenize(selfies: Sequence[str], smiles: Sequence[str], vocab: Vocabulary,
-             labels: torch.Tensor | None = None) -> TokenizedSet:
-    """Token ids for SELFIES strings (with BOS/EOS) in one padded int16 tensor."""
-    encoded = [vocab.encode(s) for s in tqdm(selfies, desc="tokenizing", unit="mol", disable=None)]
-    lengths = torch.tensor([len(e) for e in encoded], dtype=torch.long)
-    width = int(lengths.max()) if len(encoded) else 2
-    tokens = torch.full((len(encoded), width), PAD_ID, dtype=torch.int16)
-    for i, ids in enumerate(encoded):
-        tokens[i, : len(ids)] = torch.tensor(ids, dtype=torch.int16)
-    return TokenizedSet(tokens, lengths, list(smiles), labels)
+             labels: torch.Tensor | None = None, chunk: int = 65536) -> TokenizedSet:
+    """Token ids for SELFIES strings (with BOS/EOS) in one padded int16 tensor.
+
+    Works through ``chunk`` strings at a time, so the Python lists of ids never exist for more
+    than one chunk (1.6 M molecules would otherwise hold ~60 M list slots at once).
+    """
+    blocks, lengths = [], []
+    bar = tqdm(total=len(selfies), desc="tokenizing", unit="mol", disable=None)
+    for start in range(0, len(selfies), chunk):
+        encoded = [vocab.encode(s) for s in selfies[start:start + chunk]]
+        sizes = np.fromiter((len(ids) for ids in encoded), dtype=np.int64, count=len(encoded))  # (C,)
+        flat = np.fromiter(itertools.chain.from_iterable(encoded), dtype=np.int16, count=int(sizes.sum()))
+        rows = np.repeat(np.arange(len(encoded)), sizes)  # row of each id
+        columns = np.arange(len(flat)) - np.repeat(np.cumsum(sizes) - sizes, sizes)  # position in its row
+        block = np.full((len(encoded), int(sizes.max())), PAD_ID, dtype=np.int16)
+        block[rows, columns] = flat
+        blocks.append(block)
+        lengths.append(sizes)
+        bar.update(len(encoded))
+    bar.close()
+    width = max((b.shape[1] for b in blocks), default=2)
+    tokens = torch.full((len(selfies), width), PAD_ID, dtype=torch.int16)
+    offset = 0
+    for block in blocks:
+        tokens[offset:offset + len(block), : block.shape[1]] = torch.from_numpy(block)
+        offset += len(block)
+    lengths_tensor = torch.from_numpy(np.concatenate(lengths)) if lengths else torch.zeros(0, dtype=torch.long)
+    return TokenizedSet(tokens, lengths_tensor, list(smiles), labels)
 
 
 def length_bucketed_batches(lengths: torch.Tensor, batch_size: int, generator: torch.Generator,

@@ -42,7 +42,6 @@ import importlib.resources
 import io
 import logging
 import math
-import multiprocessing
 import os
 import subprocess
 import sys
@@ -51,7 +50,6 @@ import warnings
 import zipfile
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -62,6 +60,7 @@ from rdkit.Chem.rdFingerprintGenerator import GetMorganGenerator
 from rdkit.Chem.Scaffolds import MurckoScaffold
 
 from molvae.chem import PROPERTIES, to_mol, without_rdkit_log
+from molvae.parallel import ChunkMapper
 
 __all__ = [
     "DEFAULT_CACHE_DIR",
@@ -291,42 +290,11 @@ def _describe_chunk(smiles: list[str], with_filters: bool) -> dict[str, Any]:
     }
 
 
-class _ChunkMapper:
-    """Maps a function over chunks of a list: in this process for small inputs, otherwise in a
-    pool of ``n_jobs`` worker processes that is started on first need and reused until closed."""
-
-    def __init__(self, n_jobs: int | None) -> None:
-        self.n_jobs = n_jobs if n_jobs is not None else (os.cpu_count() or 1)
-        if self.n_jobs < 1:
-            raise ValueError(f"n_jobs must be >= 1, got {self.n_jobs}")
-        self._pool: ProcessPoolExecutor | None = None
-
-    def map(self, func: Callable[[list], Any], items: list, min_parallel: int) -> list:
-        """``[func(chunk) for chunk in chunks of items]``, in order; one chunk below ``min_parallel``."""
-        if self.n_jobs == 1 or len(items) < min_parallel:
-            return [func(items)] if items else []
-        size = max(1, min(_CHUNK, math.ceil(len(items) / (4 * self.n_jobs))))  # >= 4 tasks per worker
-        chunks = [items[i:i + size] for i in range(0, len(items), size)]
-        if self._pool is None:
-            self._pool = ProcessPoolExecutor(self.n_jobs, mp_context=multiprocessing.get_context("spawn"))
-        return list(self._pool.map(func, chunks))
-
-    def close(self) -> None:
-        if self._pool is not None:
-            self._pool.shutdown()
-            self._pool = None
-
-    def __enter__(self) -> _ChunkMapper:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-
-def _describe(smiles: list[str], mapper: _ChunkMapper, with_filters: bool) -> dict[str, Any]:
+def _describe(smiles: list[str], mapper: ChunkMapper, with_filters: bool) -> dict[str, Any]:
     """:func:`_describe_chunk` over a whole list, merged."""
     describe = functools.partial(_describe_chunk, with_filters=with_filters)
-    parts = mapper.map(describe, smiles, _MIN_PARALLEL_DESCRIBE)
+    parts = mapper.map(describe, smiles, min_parallel=_MIN_PARALLEL_DESCRIBE, max_chunk=_CHUNK,
+                       progress="fingerprints, fragments, scaffolds")
     merged: dict[str, Any] = {"canonical": [], "fragments": Counter(), "scaffolds": Counter()}
     for part in parts:
         merged["canonical"] += part["canonical"]
@@ -548,12 +516,12 @@ def reference_stats(smiles: Sequence[str], *, device: str | None = None, n_jobs:
     SMILES and the RDKit and fcd versions, and read back on the next call. Invalid reference
     SMILES are skipped.
     """
-    with _ChunkMapper(n_jobs) as mapper:
+    with ChunkMapper(n_jobs) as mapper:
         return _reference_stats(smiles, device, cache_dir, mapper)
 
 
 def _reference_stats(smiles: Sequence[str], device: str | None, cache_dir: Path | None,
-                     mapper: _ChunkMapper) -> ReferenceStats:
+                     mapper: ChunkMapper) -> ReferenceStats:
     if isinstance(smiles, str):
         raise TypeError("smiles must be a sequence of SMILES, not one string")
     smiles = list(smiles)
@@ -580,11 +548,11 @@ def training_set(smiles: Iterable[str], *, n_jobs: int | None = None,
     RDKit as the generated molecules keeps a molecule from looking new only because RDKit's
     canonical form changed since the file was written.
     """
-    with _ChunkMapper(n_jobs) as mapper:
+    with ChunkMapper(n_jobs) as mapper:
         return _training_set(smiles, cache_dir, mapper)
 
 
-def _training_set(smiles: Iterable[str], cache_dir: Path | None, mapper: _ChunkMapper) -> frozenset[str]:
+def _training_set(smiles: Iterable[str], cache_dir: Path | None, mapper: ChunkMapper) -> frozenset[str]:
     if isinstance(smiles, str):
         raise TypeError("smiles must be an iterable of SMILES, not one string")
     smiles = list(smiles)
@@ -597,7 +565,8 @@ def _training_set(smiles: Iterable[str], cache_dir: Path | None, mapper: _ChunkM
             except (OSError, EOFError, UnicodeDecodeError) as error:
                 logger.warning("ignoring unreadable cache file %s (%s)", path, error)
     logger.info("canonicalizing %d training SMILES", len(smiles))
-    parts = mapper.map(_canonicalize_chunk, smiles, _MIN_PARALLEL_CANONICALIZE)
+    parts = mapper.map(_canonicalize_chunk, smiles, min_parallel=_MIN_PARALLEL_CANONICALIZE, max_chunk=_CHUNK,
+                       progress="canonicalizing")
     canonical = frozenset(c for part in parts for c in part if c)
     if path is not None:
         _write_atomically(path, gzip.compress("\n".join(sorted(canonical)).encode(), compresslevel=1))
@@ -651,8 +620,8 @@ def moses_metrics(
     device = device or _default_device()
     generated = list(generated)
     metrics: dict[str, float] = {}
-    with _ChunkMapper(n_jobs) as mapper:
-        parts = mapper.map(_canonicalize_chunk, generated, _MIN_PARALLEL_CANONICALIZE)
+    with ChunkMapper(n_jobs) as mapper:
+        parts = mapper.map(_canonicalize_chunk, generated, min_parallel=_MIN_PARALLEL_CANONICALIZE, max_chunk=_CHUNK)
         canonical = [c for part in parts for c in part]
         valid = [c for c in canonical if c is not None]
         metrics["valid"] = len(valid) / len(generated) if generated else 0.0
@@ -665,9 +634,12 @@ def moses_metrics(
             else _reference_stats(ref, device, cache_dir, mapper)
             for name, ref in references.items() if ref is not None
         }
+        logger.info("describing %d valid generated molecules", len(valid))
         gen = _describe(valid, mapper, with_filters=True)
+        logger.info("ChemNet activations of the generated molecules on %s", device)
         gen_moments = _chemnet_moments(gen["canonical"], device)
         for name, ref in stats.items():
+            logger.info("FCD, SNN, Frag and Scaf against %s (%d molecules)", name, len(ref))
             ref_moments = (ref.chemnet_mean, ref.chemnet_cov)
             metrics[f"FCD/{name}"] = _fcd(gen_moments, ref_moments)
             snn = _aggregate_tanimoto(ref.fingerprints, gen["fingerprints"], "max", 1, device)
@@ -675,6 +647,7 @@ def moses_metrics(
             metrics[f"Frag/{name}"] = cosine_similarity(ref.fragments, gen["fragments"])
             metrics[f"Scaf/{name}"] = cosine_similarity(ref.scaffolds, gen["scaffolds"])
 
+        logger.info("internal diversity, filters, property distances")
         for label, p in (("IntDiv", 1), ("IntDiv2", 2)):
             similarity = _aggregate_tanimoto(gen["fingerprints"], gen["fingerprints"], "mean", p, device)
             metrics[label] = float(1.0 - similarity.mean()) if len(similarity) else 0.0

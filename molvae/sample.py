@@ -5,19 +5,17 @@ molecule and per-molecule negative ELBO scores."""
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Sequence
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
-from multiprocessing import get_context
 
 import torch
 from tqdm.auto import tqdm
 
 from molvae.checkpoint import LoadedModel
-from molvae.chem import StandardizeOptions, decode_selfies
-from molvae.data import clean_smiles, tokenize
+from molvae.chem import StandardizeOptions, clean_smiles, decode_selfies_list
+from molvae.data import tokenize
 from molvae.model import VAEOutput, gaussian_kl, vae_loss
+from molvae.parallel import ChunkMapper
 from molvae.vocab import BOS_ID, EOS_ID, PAD_ID, UNK_ID
 
 __all__ = [
@@ -69,19 +67,10 @@ def generate_tokens(loaded: LoadedModel, z: torch.Tensor, temperature: float = 1
     return torch.stack(steps, dim=1)  # (B, T)
 
 
-def _decode_chunk(selfies: list[str]) -> list[str | None]:
-    return [decode_selfies(s) for s in selfies]
-
-
 def selfies_to_smiles(selfies: Sequence[str], workers: int = 0) -> list[str | None]:
     """Canonical SMILES for each SELFIES string (``None`` when invalid); a process pool for large inputs."""
-    workers = workers or os.cpu_count() or 1
-    if workers == 1 or len(selfies) < _PARALLEL_DECODE_MIN:
-        return _decode_chunk(list(selfies))
-    chunk = max(1000, len(selfies) // (workers * 8))
-    parts = [list(selfies[i : i + chunk]) for i in range(0, len(selfies), chunk)]
-    with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
-        return [s for part in pool.map(_decode_chunk, parts) for s in part]
+    with ChunkMapper(workers) as mapper:
+        return mapper.flat_map(decode_selfies_list, selfies, min_parallel=_PARALLEL_DECODE_MIN, max_chunk=20000)
 
 
 def decode_latents(loaded: LoadedModel, z: torch.Tensor, temperature: float = 0.0, top_k: int = 0,

@@ -15,8 +15,9 @@ from molvae.data import (
     length_bucketed_batches,
     prepare,
     read_smiles_table,
+    tokenize,
 )
-from molvae.vocab import Vocabulary
+from molvae.vocab import BOS_ID, EOS_ID, PAD_ID, Vocabulary
 
 from .conftest import HOSTILE_CSV, MOLECULES_CSV
 
@@ -129,6 +130,20 @@ def test_too_long_and_unknown_token(tmp_path):
     restricted = prepared.restrict_to_vocabulary(Vocabulary(["[C]", "[=C]", "[O]"]))
     assert len(restricted.kept) + len(restricted.rejected) == prepared.n_rows
     assert (restricted.rejected["reason"] == "unknown_token").sum() == len(prepared.kept) - len(restricted.kept)
+
+
+def test_tokenize_pads_each_row_across_chunk_boundaries():
+    vocab = Vocabulary(["[C]", "[O]"])
+    selfies = ["[C]", "[C][O][C]", "", "[O][O]", "[C][C][C][C]"]
+    expected = [[BOS_ID, *(vocab.index[s] for s in vocab_split), EOS_ID]
+                for vocab_split in ([["[C]"], ["[C]", "[O]", "[C]"], [], ["[O]", "[O]"], ["[C]"] * 4])]
+    for chunk in (1, 2, 3, 100):  # chunks narrower than the widest row must be padded to it
+        data = tokenize(selfies, ["C", "COC", "", "OO", "CCCC"], vocab, chunk=chunk)
+        assert data.tokens.dtype == torch.int16 and data.tokens.shape == (5, 6)
+        assert data.lengths.tolist() == [len(e) for e in expected]
+        for row, ids in zip(data.tokens.tolist(), expected):
+            assert row == ids + [PAD_ID] * (6 - len(ids))
+    assert tokenize([], [], vocab).tokens.shape == (0, 2)
 
 
 def test_length_bucketed_batches_cover_every_index_once():
