@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import math
 import os
+import threading
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
@@ -28,6 +30,18 @@ def resolve_workers(workers: int | None) -> int:
     if workers is not None and workers < 0:
         raise ValueError(f"workers must be >= 0 (0 = all cores), got {workers}")
     return workers or os.cpu_count() or 1
+
+
+def _exit_with_parent(parent: int) -> None:
+    """Worker initializer: end this worker when its parent is gone (killed without a chance to
+    shut the pool down), instead of leaving it blocked on the task queue for ever."""
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os._exit(1)
+
+    threading.Thread(target=watch, daemon=True, name="exit-with-parent").start()
 
 
 class ChunkMapper:
@@ -58,7 +72,8 @@ class ChunkMapper:
         size = max(1, min(max_chunk, per_worker))
         chunks = [items[i:i + size] for i in range(0, len(items), size)]
         if parallel and self._pool is None:
-            self._pool = ProcessPoolExecutor(self.workers, mp_context=get_context("spawn"))
+            self._pool = ProcessPoolExecutor(self.workers, mp_context=get_context("spawn"),
+                                             initializer=_exit_with_parent, initargs=(os.getpid(),))
         results = self._pool.map(func, chunks) if parallel else map(func, chunks)
         out = []
         with tqdm(total=len(items), desc=progress, unit="mol", disable=None if progress else True) as bar:

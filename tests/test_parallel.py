@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
+from pathlib import Path
 
 import pytest
 
@@ -43,3 +45,35 @@ def test_worker_modules_do_not_import_torch():
     code = "import sys, molvae.chem, molvae.moses, molvae.parallel; assert 'torch' not in sys.modules"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
+
+
+def test_workers_end_when_their_parent_is_killed(tmp_path):
+    # A parent killed with SIGKILL cannot shut its pool down; its workers must not linger.
+    script = tmp_path / "parent.py"
+    script.write_text(
+        "import os, sys, time\n"
+        "from molvae.chem import decode_selfies_list\n"
+        "from molvae.parallel import ChunkMapper\n"
+        "if __name__ == '__main__':\n"
+        "    mapper = ChunkMapper(workers=2)\n"
+        "    mapper.map(decode_selfies_list, ['[C]'] * 4, min_parallel=1)\n"
+        "    print(' '.join(str(p) for p in mapper._pool._processes), flush=True)\n"
+        "    time.sleep(60)\n"
+    )
+    parent = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True)
+    workers = [int(p) for p in parent.stdout.readline().split()]
+    assert len(workers) == 2
+    parent.kill()
+    parent.wait()
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and any(_alive(p) for p in workers):
+        time.sleep(0.2)
+    assert not any(_alive(p) for p in workers)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"  # a zombie has exited; only its parent (now init) has to reap it
