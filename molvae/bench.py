@@ -89,6 +89,33 @@ def _train_throughput(model: MolVAE, data: TokenizedSet, batch_size: int, steps:
     return seen / (time.perf_counter() - started)
 
 
+def rnn_kernels(model: MolVAE, tokens: torch.Tensor, lengths: torch.Tensor, precision: str) -> str:
+    """Which recurrent kernels one training step (forward and backward) runs, read off the profiler.
+
+    On CUDA the GRU layers should run cuDNN's fused RNN (``aten::_cudnn_rnn`` and its backward) in
+    every precision; a fallback to per-step cells (``gru_cell``) would be many times slower.
+    """
+    from torch.profiler import ProfilerActivity, profile
+
+    device = tokens.device
+    dtype = resolve_precision(precision, device)
+    model.train()
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        with autocast(device, dtype):
+            output = model(tokens, lengths)
+        vae_loss(output, tokens, 0.1).loss.float().backward()
+    names = {event.key for event in prof.key_averages()}
+    model.zero_grad(set_to_none=True)
+    found = sorted(n for n in names if any(k in n.lower() for k in ("cudnn_rnn", "gru", "rnn")))
+    if device.type != "cuda":
+        return f"{', '.join(found) or 'no RNN ops recorded'} (cuDNN applies on CUDA only)"
+    cudnn = {"forward": "aten::_cudnn_rnn" in names,
+             "backward": any(k in n.lower() for n in names for k in ("cudnnrnnbackward", "_cudnn_rnn_backward"))}
+    verdict = "cuDNN forward + backward" if all(cudnn.values()) else "not cuDNN for " + " and ".join(
+        k for k, v in cudnn.items() if not v)
+    return f"{verdict} ({', '.join(found) or 'no RNN ops recorded'})"
+
+
 @torch.no_grad()
 def _reference_sample(loaded: LoadedModel, z: torch.Tensor) -> list[str | None]:
     """MOSES-style sampling: the full maximum length every time, one process decodes SELFIES."""
@@ -134,6 +161,8 @@ def run_benchmark(data_path: str | os.PathLike, model_config: ModelConfig, *, de
         torch.cuda.reset_peak_memory_stats(device)
     train_rate = _train_throughput(model, data, batch_size, train_steps, device, precision, bucketed=True)
     memory = _peak_memory_mib(device)
+    tokens, lengths = data.batch(torch.arange(min(batch_size, len(data))), device)
+    kernels = rnn_kernels(model, tokens, lengths, precision)
     reference_rate = None
     if reference:
         torch.manual_seed(0)
@@ -168,5 +197,6 @@ def run_benchmark(data_path: str | os.PathLike, model_config: ModelConfig, *, de
         "torch_threads": str(torch.get_num_threads()),
         "torch": str(torch.__version__),
         "precision": str(resolve_precision(precision, device) or "fp32"),
+        "rnn_kernels": kernels,
     }
     return results, machine

@@ -80,7 +80,7 @@ class DataConfig:
     neutralize: bool = True  # uncharge acids/bases where a neutral form exists
     max_reject_fraction: float = 0.5  # a file with more rejected rows than this is an error
     validation_fraction: float = 0.05  # share of molecules held out for validation metrics
-    max_molecules: int = 0  # use only the first N kept molecules (0 = all); for quick runs
+    max_molecules: int = 0  # train on at most N molecules, a random subset of the training split (0 = all)
     workers: int = 0  # processes for cleaning/encoding (0 = all cores)
     cache_dir: str = ".cache/molvae"  # prepared data is cached here keyed by content hash ("" = off)
 

@@ -135,6 +135,7 @@ def test_bench_prints_side_by_side_ratio(tmp_path, capsys):
     assert {r["name"] for r in rows} >= {"training (molecules/s)"}
     assert all(r["molvae"] > 0 for r in rows)
     assert all(r["reference"] > 0 and r["ratio"] > 0 for r in rows if r["reference"] is not None)
+    assert rows[0]["rnn_kernels"] == "aten::gru (cuDNN applies on CUDA only)"  # the profiler saw the GRU op
 
 
 @pytest.mark.slow
