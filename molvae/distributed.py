@@ -1,6 +1,6 @@
 """Multi-process training with DistributedDataParallel, set up from torchrun's environment.
 
-``torchrun --nproc_per_node N -m molvae.cli train ...`` (or the ``molvae`` script) starts N
+``torchrun --nproc_per_node N -m molvae train ...`` (or the ``molvae`` script) starts N
 processes; each reads ``RANK``, ``WORLD_SIZE`` and ``LOCAL_RANK``. Batches are sharded by rank
 inside :func:`molvae.train.fit`; metrics, MLflow logging, checkpoints and final sampling happen on
 rank 0 only.

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import pandas as pd
 import pytest
@@ -43,6 +45,12 @@ def test_top_level_help_lists_commands(capsys):
     text = capsys.readouterr().out
     for command in ("train", "sample", "evaluate", "score", "interpolate"):
         assert command in text
+
+
+def test_python_dash_m_molvae_runs_the_cli():
+    result = subprocess.run([sys.executable, "-m", "molvae", "evaluate", "--help"], capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 0 and "usage: molvae evaluate" in result.stdout
 
 
 def test_train_then_every_inference_command(tmp_path, capsys):
