@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from molvae.chem import SELFIES_CONSTRAINTS
+from molvae.chem import SELFIES_CONSTRAINTS, StandardizeOptions
 from molvae.model import ModelConfig, MolVAE
 from molvae.vocab import Vocabulary
 
@@ -42,6 +42,19 @@ class LoadedModel:
     @property
     def device(self) -> torch.device:
         return next(self.model.parameters()).device
+
+    @property
+    def standardize_options(self) -> StandardizeOptions:
+        """How input molecules are cleaned for this model: as its training data was (stereochemistry
+        kept or dropped, neutralization), without the training-time size limit."""
+        data = self.meta.get("config", {}).get("data", {})
+        defaults = StandardizeOptions()
+        return StandardizeOptions(
+            max_smiles_chars=int(data.get("max_smiles_chars", defaults.max_smiles_chars)),
+            max_heavy_atoms=10**6,
+            isomeric=bool(data.get("isomeric", defaults.isomeric)),
+            neutralize=bool(data.get("neutralize", defaults.neutralize)),
+        )
 
     @property
     def data_path(self) -> str | None:

@@ -107,8 +107,9 @@ class EncodedSmiles:
 @torch.no_grad()
 def encode_smiles(loaded: LoadedModel, smiles: Sequence[str], batch_size: int = 1024,
                   options: StandardizeOptions | None = None) -> EncodedSmiles:
-    """Standardize, SELFIES-encode and encode SMILES to (mu, logvar); reject what the model cannot read."""
-    options = options or StandardizeOptions(max_heavy_atoms=10**6)
+    """Standardize (by default as the model's training data was), SELFIES-encode and encode SMILES to
+    (mu, logvar); reject what the model cannot read."""
+    options = options or loaded.standardize_options
     vocab = loaded.vocab
     max_tokens = loaded.max_length - 2
     index, canonical, selfies, rejected = [], [], [], []

@@ -50,6 +50,19 @@ def test_overfits_32_molecules(tmp_path):
     assert exact >= 0.9, f"exact reconstruction {exact:.2f}"
 
 
+def test_inputs_are_standardized_as_the_training_data_was():
+    """A model trained without stereochemistry reads a chiral input with its stereo dropped, instead
+    of rejecting [C@@H] as a symbol outside its vocabulary."""
+    vocab = Vocabulary(["[C]", "[N]", "[O]", "[Branch1]", "[Ring1]"])
+    stereo = "C[C@H](N)O"
+    flat = LoadedModel(new_model(vocab).eval(), vocab, 20, {"config": {"data": {"isomeric": False}}})
+    encoded = encode_smiles(flat, [stereo])
+    assert encoded.smiles == ["CC(N)O"] and not encoded.rejected
+    keeping = LoadedModel(flat.model, vocab, 20, {"config": {"data": {"isomeric": True}}})
+    assert [reason for _, reason, _ in encode_smiles(keeping, [stereo]).rejected] == ["unknown_token"]
+    assert LoadedModel(flat.model, vocab, 20, {}).standardize_options.isomeric  # old checkpoints: the default
+
+
 def run_fit(vocab, data, max_length, config, **kwargs):
     model = new_model(vocab)
     saved = {}
