@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import os
 import tempfile
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from molvae.chem import SELFIES_CONSTRAINTS, StandardizeOptions
+from molvae.data import DataConfig
 from molvae.model import ModelConfig, MolVAE
 from molvae.vocab import Vocabulary
 
@@ -44,17 +45,17 @@ class LoadedModel:
         return next(self.model.parameters()).device
 
     @property
+    def data_config(self) -> DataConfig:
+        """The ``[data]`` settings the model was trained with (defaults where a checkpoint lacks them)."""
+        recorded = self.meta.get("config", {}).get("data", {})
+        known = {f.name for f in fields(DataConfig)}
+        return DataConfig(**{key: value for key, value in recorded.items() if key in known})
+
+    @property
     def standardize_options(self) -> StandardizeOptions:
         """How input molecules are cleaned for this model: as its training data was (stereochemistry
         kept or dropped, neutralization), without the training-time size limit."""
-        data = self.meta.get("config", {}).get("data", {})
-        defaults = StandardizeOptions()
-        return StandardizeOptions(
-            max_smiles_chars=int(data.get("max_smiles_chars", defaults.max_smiles_chars)),
-            max_heavy_atoms=10**6,
-            isomeric=bool(data.get("isomeric", defaults.isomeric)),
-            neutralize=bool(data.get("neutralize", defaults.neutralize)),
-        )
+        return replace(self.data_config.standardize_options(), max_heavy_atoms=10**6)
 
     @property
     def data_path(self) -> str | None:

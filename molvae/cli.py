@@ -13,6 +13,10 @@ import sys
 import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # the CLI imports the library lazily, inside each command
+    from molvae.data import DataConfig
 
 log = logging.getLogger("molvae")
 
@@ -85,8 +89,9 @@ def _read_smiles(path: str, column: str = "") -> list[str]:
     return table[smiles_column].tolist()
 
 
-def _training_set(path: str | None) -> set[str] | None:
-    """Canonical SMILES of a training file, as cleaned for training (cached by content hash)."""
+def _training_set(path: str | None, config: DataConfig | None = None) -> set[str] | None:
+    """Canonical SMILES of a training file, cleaned as ``config`` says (default: the defaults),
+    cached by content hash; a model's own data config finds the copy prepared for its training."""
     if not path:
         return None
     from molvae.data import DataConfig, prepare
@@ -94,7 +99,8 @@ def _training_set(path: str | None) -> set[str] | None:
     if not Path(path).exists():
         log.warning("training data %s not found: novelty is not computed", path)
         return None
-    return set(prepare(path, DataConfig(max_reject_fraction=1.0)).kept["smiles"])
+    config = dataclasses.replace(config or DataConfig(), max_reject_fraction=1.0)
+    return set(prepare(path, config).kept["smiles"])
 
 
 def _print_table(title: str, metrics: dict[str, float]) -> None:
@@ -143,9 +149,10 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def _default_data(config_path: str | None) -> str:
     """The bundled MOSES sample, used when ``--data`` is not given."""
-    bundled = Path(__file__).resolve().parent.parent / "data" / "moses_sample_25k.csv"
-    if bundled.exists():
-        return str(bundled)
+    from molvae import BUNDLED_DATA
+
+    if BUNDLED_DATA.exists():
+        return str(BUNDLED_DATA)
     raise UserError("no --data given and the bundled data set is not available")
 
 
@@ -167,7 +174,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
     if shards > 1:
         out = out.with_name(f"{out.stem}.shard{shard:04d}-of-{shards:04d}{out.suffix}")
     out.parent.mkdir(parents=True, exist_ok=True)
-    training = _training_set(args.train or loaded.data_path)
+    training = _training_set(args.train or loaded.data_path, loaded.data_config)
     metrics, files = sample_and_report(loaded, config, out.parent, training, prefix=out.stem)
     _print_table(f"{n} samples" + (f" (shard {shard + 1} of {shards}, seed {seed})" if shards > 1 else ""), metrics)
     print("wrote " + ", ".join(str(p) for p in files.values()))

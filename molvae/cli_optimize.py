@@ -141,14 +141,16 @@ def load_recipe(args: argparse.Namespace) -> Recipe:
 
 # --- I/O helpers ------------------------------------------------------------------------------
 
-def _training_smiles(data_path: str | None) -> list[str] | None:
-    """Canonical SMILES of the model's training file as cleaned for training (None if unavailable)."""
-    from molvae.data import DataConfig, prepare
+def _training_smiles(loaded) -> list[str] | None:
+    """Canonical SMILES of the model's training file, cleaned as its training data was (so a model
+    trained on this machine finds the cached copy); None if the file is not found."""
+    from molvae.data import prepare
 
-    if not data_path or not Path(data_path).exists():
-        log.warning("training data %s not found: no novelty flag, no ensemble surrogate from it", data_path)
+    if not loaded.data_path or not Path(loaded.data_path).exists():
+        log.warning("training data %s not found: no novelty flag", loaded.data_path)
         return None
-    return prepare(data_path, DataConfig(max_reject_fraction=1.0)).kept["smiles"].tolist()
+    config = dataclasses.replace(loaded.data_config, max_reject_fraction=1.0)
+    return prepare(loaded.data_path, config).kept["smiles"].tolist()
 
 
 def _surrogate_data(path: str, column: str, objectives) -> tuple[list[str], dict[str, list[float]]]:
@@ -240,11 +242,18 @@ def cmd_optimize(args: argparse.Namespace) -> int:
     loaded = load_model(args.model, resolve_device(args.device))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    training = _training_smiles(loaded.data_path)
+    from molvae import BUNDLED_DATA
+
+    training = _training_smiles(loaded)
     surrogate, surrogate_info = None, {"kind": "none"}
     if recipe.config.surrogate != "none":  # also without gradient ascent: every candidate gets a prediction
         if args.surrogate_data:
             smiles, labels = _surrogate_data(args.surrogate_data, args.surrogate_smiles_column, recipe.objectives)
+        elif training is None and BUNDLED_DATA.exists():
+            # e.g. the pretrained model in a fresh clone, whose MOSES training file is not fetched:
+            # the bundled MOSES sample is from the same distribution, which is all a surrogate needs
+            log.info("surrogate fitted on the bundled %s instead", BUNDLED_DATA.name)
+            smiles, labels = _surrogate_data(str(BUNDLED_DATA), "", [])[0], None
         else:
             smiles, labels = training, None
         surrogate, surrogate_info = build_surrogate(loaded, recipe.objectives, recipe.config.surrogate, smiles,
