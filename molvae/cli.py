@@ -15,6 +15,8 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from molvae import BUNDLED_DATA
+
 if TYPE_CHECKING:  # the CLI imports the library lazily, inside each command
     from molvae.data import DataConfig
 
@@ -149,8 +151,6 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def _default_data(config_path: str | None) -> str:
     """The bundled MOSES sample, used when ``--data`` is not given."""
-    from molvae import BUNDLED_DATA
-
     if BUNDLED_DATA.exists():
         return str(BUNDLED_DATA)
     raise UserError("no --data given and the bundled data set is not available")

@@ -18,6 +18,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from molvae import BUNDLED_DATA
+
 log = logging.getLogger("molvae")
 
 __all__ = ["Recipe", "cmd_optimize", "load_recipe", "parse_pairs", "register"]
@@ -242,8 +244,6 @@ def cmd_optimize(args: argparse.Namespace) -> int:
     loaded = load_model(args.model, resolve_device(args.device))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    from molvae import BUNDLED_DATA
-
     training = _training_smiles(loaded)
     surrogate, surrogate_info = None, {"kind": "none"}
     if recipe.config.surrogate != "none":  # also without gradient ascent: every candidate gets a prediction
