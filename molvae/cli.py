@@ -91,9 +91,10 @@ def _read_smiles(path: str, column: str = "") -> list[str]:
     return table[smiles_column].tolist()
 
 
-def _training_set(path: str | None, config: DataConfig | None = None) -> set[str] | None:
-    """Canonical SMILES of a training file, cleaned as ``config`` says (default: the defaults),
-    cached by content hash; a model's own data config finds the copy prepared for its training."""
+def _training_smiles(path: str | None, config: DataConfig | None = None) -> list[str] | None:
+    """Canonical SMILES of a training file in file order, cleaned as ``config`` says (default: the
+    defaults) and cached by content hash, so a model's own data config finds the copy prepared for
+    its training; None when there is no such file."""
     if not path:
         return None
     from molvae.data import DataConfig, prepare
@@ -102,7 +103,13 @@ def _training_set(path: str | None, config: DataConfig | None = None) -> set[str
         log.warning("training data %s not found: novelty is not computed", path)
         return None
     config = dataclasses.replace(config or DataConfig(), max_reject_fraction=1.0)
-    return set(prepare(path, config).kept["smiles"])
+    return prepare(path, config).kept["smiles"].tolist()
+
+
+def _training_set(path: str | None, config: DataConfig | None = None) -> set[str] | None:
+    """:func:`_training_smiles` as a set, for novelty."""
+    smiles = _training_smiles(path, config)
+    return None if smiles is None else set(smiles)
 
 
 def _print_table(title: str, metrics: dict[str, float]) -> None:

@@ -143,18 +143,6 @@ def load_recipe(args: argparse.Namespace) -> Recipe:
 
 # --- I/O helpers ------------------------------------------------------------------------------
 
-def _training_smiles(loaded) -> list[str] | None:
-    """Canonical SMILES of the model's training file, cleaned as its training data was (so a model
-    trained on this machine finds the cached copy); None if the file is not found."""
-    from molvae.data import prepare
-
-    if not loaded.data_path or not Path(loaded.data_path).exists():
-        log.warning("training data %s not found: no novelty flag", loaded.data_path)
-        return None
-    config = dataclasses.replace(loaded.data_config, max_reject_fraction=1.0)
-    return prepare(loaded.data_path, config).kept["smiles"].tolist()
-
-
 def _surrogate_data(path: str, column: str, objectives) -> tuple[list[str], dict[str, list[float]]]:
     """SMILES of a user file and, per objective, a numeric column named like its label (if present)."""
     import pandas as pd
@@ -244,7 +232,9 @@ def cmd_optimize(args: argparse.Namespace) -> int:
     loaded = load_model(args.model, resolve_device(args.device))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    training = _training_smiles(loaded)
+    from molvae.cli import _training_smiles
+
+    training = _training_smiles(loaded.data_path, loaded.data_config)
     surrogate, surrogate_info = None, {"kind": "none"}
     if recipe.config.surrogate != "none":  # also without gradient ascent: every candidate gets a prediction
         if args.surrogate_data:
