@@ -175,7 +175,8 @@ def run_benchmark(data_path: str | os.PathLike, model_config: ModelConfig, *, de
         loaded = LoadedModel(model.eval(), vocab, int(data.lengths.max()) + 8, {})
     loaded.model.to(device).eval()
     generator = torch.Generator(device=device).manual_seed(0)
-    z = torch.randn(n_sample, config.latent_dim, device=device, generator=generator)
+    with torch.no_grad():
+        z = loaded.model.sample_latent(n_sample, generator)  # (N, Z) from the model's prior
     _sync(device)
     started = time.perf_counter()
     smiles = decode_latents(loaded, z, temperature=1.0, generator=generator, batch_size=4096, workers=workers)

@@ -17,6 +17,7 @@ import torch
 from molvae.chem import SELFIES_CONSTRAINTS, StandardizeOptions
 from molvae.data import DataConfig
 from molvae.model import ModelConfig, MolVAE
+from molvae.trainset import TrainingSetIndex
 from molvae.vocab import Vocabulary
 
 __all__ = ["FORMAT_VERSION", "PRETRAINED", "CheckpointError", "LoadedModel", "load_model", "read_checkpoint", "save_checkpoint"]
@@ -56,6 +57,18 @@ class LoadedModel:
         """How input molecules are cleaned for this model: as its training data was (stereochemistry
         kept or dropped, neutralization), without the training-time size limit."""
         return replace(self.data_config.standardize_options(), max_heavy_atoms=10**6)
+
+    @property
+    def training_index(self) -> TrainingSetIndex | None:
+        """Hashes of the training molecules carried by the checkpoint (None for older checkpoints)."""
+        hashes = self.meta.get("training_hashes")
+        return TrainingSetIndex(hashes) if isinstance(hashes, torch.Tensor) else None
+
+    @property
+    def training_sample(self) -> list[str] | None:
+        """A random sample of the training molecules carried by the checkpoint (None for older checkpoints)."""
+        sample = self.meta.get("training_sample")
+        return list(sample) if sample else None
 
     @property
     def data_path(self) -> str | None:
@@ -121,8 +134,11 @@ def model_from_payload(payload: dict[str, Any]) -> tuple[MolVAE, Vocabulary]:
     vocab = Vocabulary.from_dict(payload["vocab"])
     if config.vocab_size != len(vocab):
         raise CheckpointError(f"model vocab_size {config.vocab_size} != vocabulary size {len(vocab)}")
-    model = MolVAE(config)
-    model.load_state_dict(payload["state_dict"])
+    try:
+        model = MolVAE(config)
+        model.load_state_dict(payload["state_dict"])
+    except (ValueError, RuntimeError) as err:  # an unknown prior, weights that do not fit the architecture
+        raise CheckpointError(f"checkpoint does not fit this molvae's model: {err}") from None
     return model, vocab
 
 

@@ -91,24 +91,10 @@ def _read_smiles(path: str, column: str = "") -> list[str]:
     return table[smiles_column].tolist()
 
 
-def _training_smiles(path: str | None, config: DataConfig | None = None) -> list[str] | None:
-    """Canonical SMILES of a training file in file order, cleaned as ``config`` says (default: the
-    defaults) and cached by content hash, so a model's own data config finds the copy prepared for
-    its training; None when there is no such file."""
-    if not path:
-        return None
-    from molvae.data import DataConfig, prepare
+def _training_file_set(path: str | None) -> set[str] | None:
+    from molvae.trainset import read_training_smiles
 
-    if not Path(path).exists():
-        log.warning("training data %s not found: novelty is not computed", path)
-        return None
-    config = dataclasses.replace(config or DataConfig(), max_reject_fraction=1.0)
-    return prepare(path, config).kept["smiles"].tolist()
-
-
-def _training_set(path: str | None, config: DataConfig | None = None) -> set[str] | None:
-    """:func:`_training_smiles` as a set, for novelty."""
-    smiles = _training_smiles(path, config)
+    smiles = read_training_smiles(path)
     return None if smiles is None else set(smiles)
 
 
@@ -136,6 +122,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         overrides.append("tracking.enabled=false")
     if args.tracking_uri:
         overrides.append(f'tracking.uri="{args.tracking_uri}"')
+    if args.register:
+        overrides.append(f'tracking.register="{args.register}"')
     config = load_config(args.config, overrides)
     data = args.data or _default_data(args.config)
     with _graceful_stop() as stop, _tracker(config, Path(args.out).name) as tracker:
@@ -153,6 +141,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     if tracker.run_id:
         print(f"MLflow run {tracker.run_id} in {config.tracking.resolved_uri()} "
               f"(mlflow ui --backend-store-uri {config.tracking.resolved_uri()})")
+        if getattr(tracker, "model_uri", None):
+            registered = f", registered as {config.tracking.register}" if config.tracking.register else ""
+            print(f"MLflow model {tracker.model_uri}{registered}")
     return 130 if result.stop_reason == "interrupted" else 0
 
 
@@ -181,7 +172,9 @@ def cmd_sample(args: argparse.Namespace) -> int:
     if shards > 1:
         out = out.with_name(f"{out.stem}.shard{shard:04d}-of-{shards:04d}{out.suffix}")
     out.parent.mkdir(parents=True, exist_ok=True)
-    training = _training_set(args.train or loaded.data_path, loaded.data_config)
+    from molvae.trainset import novelty_reference
+
+    training = novelty_reference(loaded, args.train)
     metrics, files = sample_and_report(loaded, config, out.parent, training, prefix=out.stem)
     _print_table(f"{n} samples" + (f" (shard {shard + 1} of {shards}, seed {seed})" if shards > 1 else ""), metrics)
     print("wrote " + ", ".join(str(p) for p in files.values()))
@@ -219,12 +212,12 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         references = ("test", "test_scaffolds") if args.train else ("train", "test", "test_scaffolds")
         splits = load_moses(Path(args.moses), references)
         # Novelty against --train when given, else against the MOSES training set.
-        train = _training_set(args.train) if args.train else training_set(splits["train"])
+        train = _training_file_set(args.train) if args.train else training_set(splits["train"])
         metrics = moses_metrics(smiles, splits["test"], splits["test_scaffolds"], train)
     else:
         from molvae.metrics import evaluate_samples
 
-        metrics = evaluate_samples(smiles, _training_set(args.train))
+        metrics = evaluate_samples(smiles, _training_file_set(args.train))
     _print_table(f"{args.samples}: {len(smiles)} molecules", metrics)
     if args.out:
         Path(args.out).write_text(json.dumps(metrics, indent=2) + "\n")
@@ -426,6 +419,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
     p.add_argument("--no-track", action="store_true", help="do not record an MLflow run")
     p.add_argument("--tracking-uri", help="MLflow tracking URI (default $MLFLOW_TRACKING_URI or sqlite:///mlflow.db)")
+    p.add_argument("--register", metavar="NAME", help="add the trained model to the MLflow model registry as NAME")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("sample", help="sample molecules from the prior; writes CSV, SDF and a PNG grid",

@@ -232,9 +232,9 @@ def cmd_optimize(args: argparse.Namespace) -> int:
     loaded = load_model(args.model, resolve_device(args.device))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    from molvae.cli import _training_smiles
+    from molvae.trainset import novelty_reference, surrogate_molecules
 
-    training = _training_smiles(loaded.data_path, loaded.data_config)
+    training = surrogate_molecules(loaded)
     surrogate, surrogate_info = None, {"kind": "none"}
     if recipe.config.surrogate != "none":  # also without gradient ascent: every candidate gets a prediction
         if args.surrogate_data:
@@ -257,9 +257,10 @@ def cmd_optimize(args: argparse.Namespace) -> int:
               "methods": ",".join(recipe.methods), "seeds": args.seeds or "",
               "optimize": dataclasses.asdict(recipe.config),
               "filters": dataclasses.asdict(recipe.filters), "surrogate": surrogate_info}
-    training_set = set(training) if training is not None else None
+    training_set = novelty_reference(loaded)
     with _tracker(recipe.tracking, args.run_name or out.name) as parent:
         parent.log_params(params)
+        parent.link_model(args.model, loaded.meta)
         started = time.perf_counter()
         if args.seeds:
             files, table = _run_leads(args, recipe, loaded, surrogate, training_set, out, parent)

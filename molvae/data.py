@@ -16,7 +16,7 @@ import logging
 import os
 import re
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -81,6 +81,7 @@ class DataConfig:
     max_reject_fraction: float = 0.5  # a file with more rejected rows than this is an error
     validation_fraction: float = 0.05  # share of molecules held out for validation metrics
     max_molecules: int = 0  # train on at most N molecules, a random subset of the training split (0 = all)
+    exclude: str = ""  # SMILES file whose molecules, standardized alike, are removed (reason "excluded"): a benchmark's test set
     workers: int = 0  # processes for cleaning/encoding (0 = all cores)
     cache_dir: str = ".cache/molvae"  # prepared data is cached here keyed by content hash ("" = off)
 
@@ -201,6 +202,21 @@ class PreparedData:
             counts[f"rejected_{reason}"] = int(n)
         return counts
 
+    def exclude(self, path: str | os.PathLike, options: StandardizeOptions, workers: int = 0) -> PreparedData:
+        """Move kept rows whose molecule is in the SMILES file ``path`` (standardized with ``options``,
+        whatever its size) to the rejected rows (``excluded``)."""
+        table, column = read_smiles_table(path)
+        unlimited = replace(options, max_smiles_chars=10**6, max_heavy_atoms=10**6)
+        cleaned = _clean_all(table[column].tolist(), unlimited, 10**6, workers)
+        banned = {canonical for canonical, _, _, _ in cleaned if canonical}
+        hit = self.kept["smiles"].isin(banned)
+        moved = pd.DataFrame({"row": self.kept.loc[hit, "row"], "input": self.kept.loc[hit, "input"],
+                              "reason": "excluded", "detail": f"in {path}"})
+        log.info("excluded %d molecules found in %s (%d molecules)", int(hit.sum()), path, len(banned))
+        rejected = pd.concat([self.rejected, moved]).sort_values("row", ignore_index=True)
+        return PreparedData(self.kept[~hit].reset_index(drop=True), rejected, self.n_rows,
+                            self.source_hash, self.smiles_column, self.label_columns)
+
     def restrict_to_vocabulary(self, vocab: Vocabulary) -> PreparedData:
         """Move kept rows holding a symbol outside ``vocab`` to the rejected rows (``unknown_token``)."""
         unknown = [vocab.unknown_symbols(s) for s in self.kept["selfies"]]
@@ -232,6 +248,8 @@ def prepare(path: str | os.PathLike, config: DataConfig = DataConfig()) -> Prepa
         prepared = _prepare_uncached(path, config, source_hash)
         if cache_file is not None:
             _save_cache(prepared, cache_file)
+    if config.exclude:
+        prepared = prepared.exclude(config.exclude, config.standardize_options(), config.workers)
     _check_reject_fraction(prepared, config, path)
     return prepared
 
@@ -295,7 +313,7 @@ def _cache_file(config: DataConfig, source_hash: str) -> Path | None:
     if not config.cache_dir or not source_hash:
         return None
     relevant = asdict(config)
-    for key in ("cache_dir", "workers", "max_reject_fraction", "validation_fraction", "max_molecules"):
+    for key in ("cache_dir", "workers", "max_reject_fraction", "validation_fraction", "max_molecules", "exclude"):
         relevant.pop(key)
     key = hashlib.sha256(json.dumps([_CACHE_VERSION, source_hash, relevant], sort_keys=True).encode()).hexdigest()
     return Path(config.cache_dir) / f"prepared-{key[:24]}.json.gz"

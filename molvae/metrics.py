@@ -28,6 +28,7 @@ _MORGAN_1024 = GetMorganGenerator(radius=2, fpSize=1024)  # MOSES's fingerprint 
 __all__ = [
     "canonical_valid",
     "evaluate_samples",
+    "generation_quality",
     "internal_diversity",
     "novelty",
     "property_summary",
@@ -76,7 +77,8 @@ def uniqueness(smiles: Sequence[str | None], k: int | None = None) -> float:
 def novelty(smiles: Sequence[str | None], training: Iterable[str]) -> float:
     """MOSES novelty: share of distinct valid generated molecules that are not in ``training``.
 
-    ``training`` is canonicalized here, unless it is already a set (taken as canonical SMILES).
+    ``training`` is canonicalized here, unless it is already a set or a
+    :class:`~molvae.trainset.TrainingSetIndex` (taken as canonical SMILES).
 
     >>> novelty([], training=["C"])
     0.0
@@ -84,8 +86,10 @@ def novelty(smiles: Sequence[str | None], training: Iterable[str]) -> float:
     generated = set(canonical_valid(smiles))
     if not generated:
         return 0.0
-    known = training if isinstance(training, (set, frozenset)) else set(canonical_valid(training))
-    return len(generated - known) / len(generated)
+    from molvae.trainset import TrainingSetIndex
+
+    known = training if isinstance(training, (set, frozenset, TrainingSetIndex)) else set(canonical_valid(training))
+    return sum(g not in known for g in generated) / len(generated)
 
 
 def internal_diversity(smiles: Sequence[str | None], p: int = 1) -> float:
@@ -147,4 +151,28 @@ def evaluate_samples(smiles: Sequence[str | None], training: Iterable[str] | Non
     result["int_div"] = internal_diversity(head, p=1)
     result["int_div2"] = internal_diversity(head, p=2)
     result.update(property_summary(head))
+    return result
+
+
+def generation_quality(smiles: Sequence[str | None], fcd_reference: tuple | None = None) -> dict[str, float]:
+    """How much generated molecules look like the data, cheap enough to watch every epoch:
+    ``sample_fcd`` (Fréchet ChemNet distance to ``fcd_reference``, a (mean, covariance) pair; NaN
+    below two valid molecules), ``sample_sa`` and ``sample_qed`` (means) and ``sample_filters``
+    (share passing the MOSES filters), on the valid molecules, duplicates kept as in MOSES.
+
+    >>> q = generation_quality(["CCO", "c1ccccc1O", None])
+    >>> sorted(q), round(q["sample_filters"], 2)
+    (['sample_filters', 'sample_qed', 'sample_sa'], 1.0)
+    """
+    from molvae.moses import _chemnet_moments, _fcd, passes_filters
+
+    valid = canonical_valid(smiles)
+    mols = [to_mol(s) for s in valid]
+    result: dict[str, float] = {}
+    if fcd_reference is not None:
+        result["sample_fcd"] = _fcd(_chemnet_moments(valid, None), fcd_reference)
+    props = [compute_properties(m, ("sa", "qed")) for m in mols]
+    result["sample_sa"] = sum(p["sa"] for p in props) / len(props) if props else math.nan
+    result["sample_qed"] = sum(p["qed"] for p in props) / len(props) if props else math.nan
+    result["sample_filters"] = sum(passes_filters(m) for m in mols) / len(mols) if mols else 0.0
     return result

@@ -6,6 +6,7 @@ layers, ``H`` decoder hidden size, ``P`` properties.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import torch
@@ -15,7 +16,10 @@ from torch.nn.utils.rnn import pack_padded_sequence
 
 from molvae.vocab import BOS_ID, PAD_ID, UNK_ID
 
-__all__ = ["LossTerms", "ModelConfig", "MolVAE", "VAEOutput", "gaussian_kl", "vae_loss"]
+__all__ = ["FlowPrior", "LossTerms", "MixturePrior", "ModelConfig", "MolVAE", "VAEOutput", "gaussian_kl",
+           "gaussian_log_prob", "mmd_to_samples", "vae_loss"]
+
+PRIORS = ("gaussian", "flow", "mixture")
 
 
 @dataclass(frozen=True)
@@ -32,6 +36,10 @@ class ModelConfig:
     dropout: float = 0.1  # between stacked GRU layers (no effect with a single layer)
     property_names: list[str] = field(default_factory=list)  # properties predicted from z (joint head)
     property_hidden: int = 128  # width of the property head's hidden layer
+    prior: str = "gaussian"  # p(z): gaussian (N(0, I)), flow (RealNVP over N(0, I)) or mixture, learned with the VAE
+    prior_layers: int = 6  # flow: affine coupling layers
+    prior_hidden: int = 256  # flow: width of each coupling network
+    prior_components: int = 64  # mixture: Gaussian components
 
 
 @dataclass
@@ -41,11 +49,118 @@ class VAEOutput:
     logvar: torch.Tensor  # (B, Z)
     z: torch.Tensor  # (B, Z)
     properties: torch.Tensor | None  # (B, P) normalized property predictions
+    kl: torch.Tensor | None = None  # (B,) KL(q(z|x) || p(z)); None = the analytic N(0, I) KL
 
 
 def gaussian_kl(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
     """KL(N(mu, exp(logvar)) || N(0, I)) per latent dimension, shape of ``mu``."""
     return 0.5 * (mu.pow(2) + logvar.exp() - 1.0 - logvar)
+
+
+_LOG_2PI = math.log(2 * math.pi)
+
+
+def gaussian_log_prob(z: torch.Tensor, mu: torch.Tensor | None = None, logvar: torch.Tensor | None = None) -> torch.Tensor:
+    """log N(z; mu, diag(exp(logvar))) summed over the last dimension (N(0, I) when mu is None).
+
+    >>> round(gaussian_log_prob(torch.zeros(1, 2)).item(), 4)  # -log(2 pi)
+    -1.8379
+    """
+    if mu is None:
+        return -0.5 * (z.pow(2) + _LOG_2PI).sum(dim=-1)
+    return -0.5 * ((z - mu).pow(2) * torch.exp(-logvar) + logvar + _LOG_2PI).sum(dim=-1)
+
+
+class _Coupling(nn.Module):
+    """RealNVP affine coupling: the dimensions outside ``mask`` are scaled and shifted by a network
+    of the dimensions inside it. Starts as the identity."""
+
+    def __init__(self, dim: int, hidden: int, mask: torch.Tensor):
+        super().__init__()
+        self.register_buffer("mask", mask)  # (Z,) 1 = conditioning dimension
+        self.net = nn.Sequential(nn.Linear(dim, hidden), nn.SiLU(), nn.Linear(hidden, hidden), nn.SiLU(),
+                                 nn.Linear(hidden, 2 * dim))
+        nn.init.zeros_(self.net[-1].weight)
+        nn.init.zeros_(self.net[-1].bias)
+
+    def _scale_shift(self, kept: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        log_scale, shift = self.net(kept).chunk(2, dim=-1)  # (B, Z) each
+        free = 1 - self.mask
+        return torch.tanh(log_scale) * 2.0 * free, shift * free  # scales bounded to [e^-2, e^2]
+
+    def forward(self, u: torch.Tensor) -> torch.Tensor:  # base -> latent
+        log_scale, shift = self._scale_shift(u * self.mask)
+        return u * torch.exp(log_scale) + shift
+
+    def inverse(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:  # latent -> base, log|det dz/du|
+        log_scale, shift = self._scale_shift(z * self.mask)
+        return (z - shift) * torch.exp(-log_scale), log_scale.sum(dim=-1)
+
+
+class FlowPrior(nn.Module):
+    """p(z) = N(u; 0, I) |det du/dz| with z = f(u), f a stack of RealNVP couplings (Dinh et al. 2017),
+    learned jointly with the VAE so that the prior follows where the encoder puts molecules."""
+
+    def __init__(self, dim: int, layers: int = 6, hidden: int = 256):
+        super().__init__()
+        masks = [torch.arange(dim) % 2 == i % 2 for i in range(layers)]  # alternating halves
+        self.layers = nn.ModuleList(_Coupling(dim, hidden, m.float()) for m in masks)
+
+    def to_latent(self, u: torch.Tensor) -> torch.Tensor:
+        for layer in self.layers:
+            u = layer(u)
+        return u
+
+    def to_base(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(u, log|det dz/du|)`` for latent points z (B, Z)."""
+        logdet = torch.zeros(z.shape[:-1], device=z.device, dtype=z.dtype)
+        for layer in reversed(self.layers):
+            z, step = layer.inverse(z)
+            logdet = logdet + step
+        return z, logdet
+
+    def log_prob(self, z: torch.Tensor) -> torch.Tensor:
+        u, logdet = self.to_base(z)
+        return gaussian_log_prob(u) - logdet
+
+    def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        device = self.layers[0].mask.device
+        return self.to_latent(torch.randn(n, self.layers[0].mask.numel(), device=device, generator=generator))
+
+
+class MixturePrior(nn.Module):
+    """p(z) = sum_k w_k N(z; m_k, diag(s_k^2)), learned jointly with the VAE (a VampPrior without
+    pseudo-inputs: the components are free parameters)."""
+
+    def __init__(self, dim: int, components: int = 64):
+        super().__init__()
+        self.means = nn.Parameter(torch.randn(components, dim) * 0.5)  # (K, Z)
+        self.logvars = nn.Parameter(torch.zeros(components, dim))  # (K, Z)
+        self.logits = nn.Parameter(torch.zeros(components))  # (K,)
+
+    def log_prob(self, z: torch.Tensor) -> torch.Tensor:
+        per = gaussian_log_prob(z.unsqueeze(-2), self.means, self.logvars)  # (B, K)
+        return torch.logsumexp(per + self.logits.log_softmax(dim=0), dim=-1)
+
+    def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        device = self.means.device
+        k = torch.multinomial(self.logits.softmax(dim=0), n, replacement=True, generator=generator)  # (n,)
+        noise = torch.randn(n, self.means.size(1), device=device, generator=generator)
+        return self.means[k] + noise * torch.exp(0.5 * self.logvars[k])
+
+
+def mmd_to_samples(z: torch.Tensor, reference: torch.Tensor, scales: tuple[float, ...] = (0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0)) -> torch.Tensor:
+    """Unbiased squared maximum mean discrepancy between two samples (B, Z) with inverse multiquadric
+    kernels k(a, b) = C / (C + |a - b|^2), C = 2 Z s for each scale s (as in WAE, Tolstikhin et al. 2018)."""
+    n, dim = z.shape
+    joint = torch.cat([z, reference])  # (2B, Z)
+    distances = torch.cdist(joint, joint).pow(2)  # (2B, 2B)
+    kernel = sum(c / (c + distances) for c in (2.0 * dim * s for s in scales))
+    off_diagonal = 1 - torch.eye(n, device=z.device, dtype=z.dtype)
+    xx = (kernel[:n, :n] * off_diagonal).sum() / (n * (n - 1))
+    yy = (kernel[n:, n:] * off_diagonal).sum() / (n * (n - 1))
+    xy = kernel[:n, n:].mean()
+    return xx + yy - 2 * xy
 
 
 class MolVAE(nn.Module):
@@ -55,6 +170,8 @@ class MolVAE(nn.Module):
         super().__init__()
         if config.vocab_size <= 4:
             raise ValueError(f"vocab_size must exceed the 4 special tokens, got {config.vocab_size}")
+        if config.prior not in PRIORS:
+            raise ValueError(f"model.prior must be one of {', '.join(PRIORS)}, got {config.prior!r}")
         self.config = config
         c = config
         self.embedding = nn.Embedding(c.vocab_size, c.embedding_dim, padding_idx=PAD_ID)
@@ -74,6 +191,29 @@ class MolVAE(nn.Module):
         # Label normalization, stored with the weights so predictions can be put back in units.
         self.register_buffer("property_mean", torch.zeros(n_props))
         self.register_buffer("property_std", torch.ones(n_props))
+        self.prior: FlowPrior | MixturePrior | None = (
+            FlowPrior(c.latent_dim, c.prior_layers, c.prior_hidden) if c.prior == "flow"
+            else MixturePrior(c.latent_dim, c.prior_components) if c.prior == "mixture" else None
+        )
+
+    def prior_log_prob(self, z: torch.Tensor) -> torch.Tensor:
+        """log p(z) (B,) under the model's prior."""
+        return gaussian_log_prob(z) if self.prior is None else self.prior.log_prob(z)
+
+    def sample_latent(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """``n`` draws (n, Z) from the model's prior p(z): what prior sampling decodes."""
+        device = self.to_mu.weight.device
+        if self.prior is None:
+            return torch.randn(n, self.config.latent_dim, device=device, generator=generator)
+        return self.prior.sample(n, generator)
+
+    def kl(self, mu: torch.Tensor, logvar: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        """KL(q(z|x) || p(z)) per molecule (B,): exact for the N(0, I) prior, a one-sample estimate
+        log q(z|x) - log p(z) at the drawn z for a learned prior."""
+        if self.prior is None:
+            return gaussian_kl(mu.float(), logvar.float()).sum(dim=-1)
+        z = z.float()
+        return gaussian_log_prob(z, mu.float(), logvar.float()) - self.prior.log_prob(z)
 
     def encode(self, tokens: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``(mu, logvar)``, each (B, Z), for padded token ids (B, T) with true ``lengths`` (B,)."""
@@ -124,7 +264,8 @@ class MolVAE(nn.Module):
             inputs = inputs.masked_fill(drop, UNK_ID)
         logits = self.decode_logits(z, inputs)  # (B, T-1, V)
         properties = self.property_head(mu) if self.property_head is not None else None  # (B, P)
-        return VAEOutput(logits, mu, logvar, z, properties)
+        kl = self.kl(mu, logvar, z) if self.prior is not None else None  # (B,)
+        return VAEOutput(logits, mu, logvar, z, properties, kl)
 
 
 @dataclass
@@ -144,8 +285,10 @@ def vae_loss(output: VAEOutput, tokens: torch.Tensor, kl_weight: float, free_bit
     """Negative ELBO per molecule (token NLL summed over the sequence + weighted KL), batch-averaged.
 
     ``free_bits`` (nats per latent dimension) stops the KL term from pushing a dimension's
-    batch-mean KL below that floor, a guard against posterior collapse. ``labels`` (B, P) are
-    normalized property targets, NaN where missing.
+    batch-mean KL below that floor, a guard against posterior collapse; with a learned prior
+    (``output.kl`` set) the floor applies to the whole batch-mean KL (``free_bits * Z``).
+    ``kl_per_dim`` is always the KL of each dimension to N(0, I), a diagnostic of which dimensions
+    carry information. ``labels`` (B, P) are normalized property targets, NaN where missing.
     """
     targets = tokens[:, 1:]  # (B, T-1)
     mask = targets != PAD_ID  # (B, T-1)
@@ -154,7 +297,12 @@ def vae_loss(output: VAEOutput, tokens: torch.Tensor, kl_weight: float, free_bit
     reconstruction = (token_nll * mask).sum(dim=1)  # (B,)
     kl_per_dim_each = gaussian_kl(output.mu.float(), output.logvar.float())  # (B, Z)
     kl_per_dim = kl_per_dim_each.mean(dim=0)  # (Z,)
-    kl_for_loss = kl_per_dim.clamp(min=free_bits).sum() if free_bits > 0 else kl_per_dim.sum()
+    if output.kl is None:
+        kl = kl_per_dim_each.sum(dim=1)  # (B,)
+        kl_for_loss = kl_per_dim.clamp(min=free_bits).sum() if free_bits > 0 else kl_per_dim.sum()
+    else:
+        kl = output.kl.float()  # (B,)
+        kl_for_loss = kl.mean().clamp(min=free_bits * kl_per_dim.numel()) if free_bits > 0 else kl.mean()
     loss = reconstruction.mean() + kl_weight * kl_for_loss
     property_loss = torch.zeros((), device=tokens.device)
     if output.properties is not None and labels is not None:
@@ -165,5 +313,5 @@ def vae_loss(output: VAEOutput, tokens: torch.Tensor, kl_weight: float, free_bit
             loss = loss + property_weight * property_loss
     correct = (logits.argmax(dim=-1) == targets) & mask  # (B, T-1)
     exact = (correct | ~mask).all(dim=1)  # (B,)
-    return LossTerms(loss, reconstruction, kl_per_dim_each.sum(dim=1), kl_per_dim,
+    return LossTerms(loss, reconstruction, kl, kl_per_dim,
                      correct.sum(), mask.sum(), exact, property_loss)

@@ -75,6 +75,7 @@ __all__ = [
     "frechet_distance",
     "load_moses",
     "moses_metrics",
+    "moses_test_fcd_reference",
     "passes_filters",
     "reference_stats",
     "scaffold",
@@ -151,6 +152,15 @@ def fetch_moses(dest: Path) -> dict[str, Path]:
                                        f"expected {MOSES_SHA256[split]}")
                 _write_atomically(paths[split], content)
     return paths
+
+
+def moses_test_fcd_reference() -> tuple[np.ndarray, np.ndarray]:
+    """ChemNet (mean (512,), covariance (512, 512)) of the MOSES test set, as shipped by MOSES
+    (``test_stats.npz`` of molsets 0.3.1, kept in ``molvae/resources``): the FCD/Test reference
+    without downloading or describing the test set."""
+    path = importlib.resources.files("molvae") / "resources" / "moses_test_fcd.npz"
+    with importlib.resources.as_file(path) as file, np.load(file) as stats:
+        return stats["mean"].astype(np.float64), stats["cov"].astype(np.float64)
 
 
 def load_moses(data_dir: Path, splits: Sequence[str] = MOSES_SPLITS) -> dict[str, list[str]]:

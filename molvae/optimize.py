@@ -48,6 +48,7 @@ import torch
 from torch import nn
 
 from molvae.checkpoint import LoadedModel
+from molvae.model import MolVAE
 from molvae.chem import compute_properties, tanimoto, to_mol
 from molvae.objectives import (
     SIGMOID_DEFAULTS,
@@ -113,7 +114,7 @@ class OptimizeConfig:
     # gradient ascent on the surrogate
     steps_per_round: int = 10  # normalized gradient steps between two decodes
     learning_rate: float = 0.1  # step length in latent units; starts spread it over x0.25 .. x2
-    prior_weight: float = 0.05  # ascend score - prior_weight * |z|^2 / 2: stay where the decoder was trained
+    prior_weight: float = 0.05  # ascend score + prior_weight * log p(z): stay where the decoder was trained
     uncertainty_weight: float = 0.5  # ascend mean - weight * ensemble std: distrust points the members disagree on
     restart_patience: int = 3  # re-draw a start after this many rounds without a new molecule
     # Bayesian optimization (GP over z, trust region)
@@ -503,6 +504,10 @@ class Oracle:
         return self.loaded.device
 
     @property
+    def model(self) -> MolVAE:
+        return self.loaded.model
+
+    @property
     def latent_dim(self) -> int:
         return self.loaded.model.config.latent_dim
 
@@ -621,24 +626,25 @@ class Oracle:
 Optimizer = Callable[[Oracle, "Surrogate | None", Sequence[Objective], OptimizeConfig, "torch.Tensor | None"], None]
 
 
-def _draw_starts(n: int, latent_dim: int, start: torch.Tensor | None, radius: float, generator: torch.Generator,
+def _draw_starts(n: int, model: MolVAE, start: torch.Tensor | None, radius: float, generator: torch.Generator,
                  device: torch.device) -> torch.Tensor:
-    """n latent points (n, Z): prior samples, or the seed plus noise of radius up to ``radius``."""
-    noise = torch.randn(n, latent_dim, generator=generator, device=device)  # (n, Z)
+    """n latent points (n, Z): draws from the model's prior, or the seed plus noise of radius up to ``radius``."""
     if start is None:
-        return noise
+        with torch.no_grad():
+            return model.sample_latent(n, generator).to(device)
+    noise = torch.randn(n, model.config.latent_dim, generator=generator, device=device)  # (n, Z)
     scale = radius * torch.rand(n, 1, generator=generator, device=device)  # (n, 1)
     return start.to(device).unsqueeze(0) + scale * noise  # (n, Z)
 
 
 def run_random(oracle: Oracle, surrogate: Surrogate | None, objectives: Sequence[Objective],
                config: OptimizeConfig, start: torch.Tensor | None = None) -> None:
-    """Baseline: batches of prior samples z ~ N(0, I) (or noise around the seed's z) until the budget is spent."""
+    """Baseline: batches of prior samples z ~ p(z) (or noise around the seed's z) until the budget is spent."""
     generator = torch.Generator(device=oracle.device).manual_seed(config.seed)
     for step in range(1, config.max_rounds + 1):
         if oracle.should_stop(config.max_stale_rounds):
             break
-        z = _draw_starts(config.batch_size, oracle.latent_dim, start, config.lead_radius, generator, oracle.device)
+        z = _draw_starts(config.batch_size, oracle.model, start, config.lead_radius, generator, oracle.device)
         oracle.evaluate(z, step)
 
 
@@ -646,7 +652,8 @@ def run_gradient(oracle: Oracle, surrogate: Surrogate | None, objectives: Sequen
                  config: OptimizeConfig, start: torch.Tensor | None = None) -> None:
     """Gradient ascent on the surrogate from ``batch_size`` starts in parallel.
 
-    Each start ascends ``mean score - uncertainty_weight * std - prior_weight * |z|^2 / 2``
+    Each start ascends ``mean score - uncertainty_weight * std + prior_weight * log p(z)`` (for the
+    N(0, I) prior: ``- prior_weight * |z|^2 / 2`` and a constant)
     (minus ``distance_weight * |z - z_seed|^2 / 2`` for a seed) with normalized steps whose
     lengths spread over 0.25x .. 2x ``learning_rate``; the starts, and then every
     ``steps_per_round`` steps all current points, are decoded and scored. A start that yields no
@@ -657,9 +664,9 @@ def run_gradient(oracle: Oracle, surrogate: Surrogate | None, objectives: Sequen
     generator = torch.Generator(device=oracle.device).manual_seed(config.seed)
     n, device = config.batch_size, oracle.device
     if start is None:
-        z = _draw_starts(n, oracle.latent_dim, None, config.lead_radius, generator, device)  # (N, Z)
+        z = _draw_starts(n, oracle.model, None, config.lead_radius, generator, device)  # (N, Z)
     else:
-        z = _draw_starts(n, oracle.latent_dim, start, 0.1, generator, device)  # (N, Z) close to the seed
+        z = _draw_starts(n, oracle.model, start, 0.1, generator, device)  # (N, Z) close to the seed
         z[0] = start.to(device)
     anchor = start.to(device).unsqueeze(0) if start is not None else None  # (1, Z)
     step_length = config.learning_rate * torch.logspace(-2, 1, n, base=2.0, device=device).unsqueeze(1)  # (N, 1)
@@ -669,7 +676,7 @@ def run_gradient(oracle: Oracle, surrogate: Surrogate | None, objectives: Sequen
         scores = surrogate_score(objectives, surrogate.members(points))  # (K, N)
         mean = scores.mean(dim=0)  # (N,)
         std = scores.std(dim=0, unbiased=False) if scores.size(0) > 1 else torch.zeros_like(mean)  # (N,)
-        value = mean - config.uncertainty_weight * std - config.prior_weight * 0.5 * points.pow(2).sum(dim=1)
+        value = mean - config.uncertainty_weight * std + config.prior_weight * oracle.model.prior_log_prob(points)
         if anchor is not None and config.distance_weight > 0:
             value = value - config.distance_weight * 0.5 * (points - anchor).pow(2).sum(dim=1)
         return value, mean  # (N,), (N,)
@@ -692,7 +699,7 @@ def run_gradient(oracle: Oracle, surrogate: Surrogate | None, objectives: Sequen
         stale = torch.where(found, torch.zeros_like(stale), stale + 1)
         restart = stale >= config.restart_patience  # (N,)
         if bool(restart.any()):
-            fresh = _draw_starts(int(restart.sum()), oracle.latent_dim, start, config.lead_radius, generator, device)
+            fresh = _draw_starts(int(restart.sum()), oracle.model, start, config.lead_radius, generator, device)
             z[restart] = fresh
             stale[restart] = 0
 
@@ -739,7 +746,7 @@ def run_bo(oracle: Oracle, surrogate: Surrogate | None, objectives: Sequence[Obj
         return new_scores
 
     n_initial = max(2, min(config.bo_initial, oracle.budget // 2))  # at least half the budget for the GP
-    initial = _draw_starts(n_initial, dim, start, config.lead_radius, generator, device).cpu().double()  # (I, D)
+    initial = _draw_starts(n_initial, oracle.model, start, config.lead_radius, generator, device).cpu().double()  # (I, D)
     if start is not None:
         initial[0] = centre  # the seed's own encoding
     initial_x = ((initial - lower) / width).clamp(0.0, 1.0)  # (I, D)

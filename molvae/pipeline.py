@@ -16,20 +16,22 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import torch
 
 from molvae.checkpoint import CheckpointError, load_model, model_from_payload, read_checkpoint, save_checkpoint
 from molvae.chem import PROPERTIES, to_mol
 from molvae.config import RunConfig, to_toml
-from molvae.data import DataError, PreparedData, prepare, tokenize
+from molvae.data import DataError, PreparedData, prepare, read_smiles_table, tokenize
 from molvae.distributed import DistributedContext, init_from_environment, wrap_model
-from molvae.metrics import evaluate_samples
+from molvae.metrics import canonical_valid, evaluate_samples
 from molvae.model import MolVAE
 from molvae.report import loss_curves_png, molecule_grid_png, sample_table, write_sdf
 from molvae.sample import sample_prior
+from molvae.trainset import TrainingSetIndex, training_sample
 from molvae.tracking import NullTracker, Tracker, environment_tags
-from molvae.train import TrainResult, fit, resolve_device
+from molvae.train import TrainConfig, TrainResult, fit, resolve_device
 from molvae.vocab import Vocabulary
 
 __all__ = ["TrainRunSummary", "property_labels", "split_indices", "train_run"]
@@ -76,6 +78,26 @@ def property_labels(prepared: PreparedData, names: list[str]) -> torch.Tensor | 
             raise DataError(f"property {name!r} is neither a column kept from the data "
                             f"(data.property_columns) nor an RDKit property ({', '.join(PROPERTIES)})")
     return torch.stack(columns, dim=1)
+
+
+def fcd_reference(config: TrainConfig, validation_smiles: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """ChemNet (mean, covariance) that each epoch's prior samples are compared with (FCD), by
+    ``train.eval_reference``: ``moses`` (the MOSES test set's shipped statistics), ``validation``
+    (the held-out molecules, at most 10,000) or a SMILES file."""
+    from molvae.moses import _chemnet_moments, moses_test_fcd_reference
+
+    name = config.eval_reference
+    if name == "moses":
+        return moses_test_fcd_reference()
+    if name == "validation":
+        smiles = validation_smiles[:10000]
+    else:
+        table, column = read_smiles_table(name)
+        smiles = canonical_valid(table[column].tolist())
+    if len(smiles) < 2:
+        raise DataError(f"train.eval_reference = {name!r}: fewer than two valid molecules to compare samples with")
+    log.info("FCD reference: ChemNet statistics of %d molecules (%s)", len(smiles), name)
+    return _chemnet_moments(smiles, None)
 
 
 def _write_json(path: Path, payload: Any) -> Path:
@@ -156,7 +178,11 @@ def _train_run(data_path, config: RunConfig, out: Path, tracker: Tracker, resume
         "data_counts": counts,
         "config": config.to_dict(),
         "n_parameters": n_params,
+        "mlflow_run_id": tracker.run_id or "",
         **environment_tags(),
+        # novelty and surrogates read these instead of the training file
+        "training_hashes": TrainingSetIndex.from_smiles(prepared.kept["smiles"]).hashes,
+        "training_sample": training_sample([data.smiles[i] for i in train_index.tolist()], seed=config.train.seed),
     }
     if main:
         (out / "config.toml").write_text(to_toml(config))
@@ -172,6 +198,8 @@ def _train_run(data_path, config: RunConfig, out: Path, tracker: Tracker, resume
                             "model": {**config.to_dict()["model"], "vocab_size": len(vocab), "n_parameters": n_params},
                             "world_size": context.world_size})
     tracker.log_metrics({f"data_{k}": v for k, v in counts.items()})
+    if not resume:
+        tracker.log_dataset(data_path, prepared.source_hash, counts)
     for name in ("config.toml", "vocab.json", "data_report.json", "rejected.csv"):
         tracker.log_artifact(out / name, "data" if name != "config.toml" else None)
     if main:
@@ -184,9 +212,11 @@ def _train_run(data_path, config: RunConfig, out: Path, tracker: Tracker, resume
                         train_state if kind == "last" else None)
 
     training_smiles = set(prepared.kept["smiles"])
+    reference = fcd_reference(config.train, valid_set.smiles) if main and config.train.eval_samples else None
     result = fit(wrap_model(model, context, device), vocab, train_set, valid_set, config.train,
                  max_length=max_length, training_smiles=training_smiles, tracker=tracker, save=save,
-                 resume_state=resume_state, stop=stop, rank=context.rank, world_size=context.world_size)
+                 resume_state=resume_state, stop=stop, rank=context.rank, world_size=context.world_size,
+                 fcd_reference=reference)
     if not main:
         return TrainRunSummary(out, result, counts, {}, files)
     pd.DataFrame(result.history).to_csv(out / "history.csv", index=False)

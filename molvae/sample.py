@@ -86,9 +86,11 @@ def decode_latents(loaded: LoadedModel, z: torch.Tensor, temperature: float = 0.
 
 def sample_prior(loaded: LoadedModel, n: int, temperature: float = 1.0, top_k: int = 0, seed: int = 0,
                  batch_size: int = 1024, workers: int = 0, progress: bool = True) -> list[str | None]:
-    """``n`` molecules decoded from z ~ N(0, I); reproducible for a given seed and device."""
+    """``n`` molecules decoded from z ~ p(z), the model's prior (N(0, I) or the learned one);
+    reproducible for a given seed and device."""
     generator = torch.Generator(device=loaded.device).manual_seed(seed)
-    z = torch.randn(n, loaded.model.config.latent_dim, generator=generator, device=loaded.device)  # (N, Z)
+    with torch.no_grad():
+        z = loaded.model.sample_latent(n, generator)  # (N, Z)
     return decode_latents(loaded, z, temperature, top_k, generator, batch_size, workers, progress)
 
 

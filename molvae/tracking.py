@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import platform
 import subprocess
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -23,6 +24,7 @@ class TrackingConfig:
     experiment: str = "molvae"  # MLflow experiment name
     run_name: str = ""  # empty = MLflow picks one
     log_model: bool = True  # log the trained model as an MLflow pyfunc that generates molecules
+    register: str = ""  # also add the logged model to the model registry under this name (empty = do not)
 
     def resolved_uri(self) -> str:
         return self.uri or os.environ.get("MLFLOW_TRACKING_URI", "") or DEFAULT_TRACKING_URI
@@ -36,6 +38,9 @@ class Tracker(Protocol):
     def log_artifact(self, path: str | os.PathLike, artifact_path: str | None = None) -> None: ...
     def set_tags(self, tags: dict[str, str]) -> None: ...
     def log_pyfunc_model(self, checkpoint: str | os.PathLike) -> None: ...
+    def log_molecule_grid(self, smiles: list[str], artifact_file: str) -> None: ...
+    def log_dataset(self, path: str | os.PathLike, sha256: str, counts: dict[str, int]) -> None: ...
+    def link_model(self, checkpoint: str | os.PathLike, meta: dict[str, Any]) -> None: ...
 
 
 class NullTracker:
@@ -58,6 +63,15 @@ class NullTracker:
     def log_pyfunc_model(self, checkpoint: str | os.PathLike) -> None:
         pass
 
+    def log_molecule_grid(self, smiles: list[str], artifact_file: str) -> None:
+        pass
+
+    def log_dataset(self, path: str | os.PathLike, sha256: str, counts: dict[str, int]) -> None:
+        pass
+
+    def link_model(self, checkpoint: str | os.PathLike, meta: dict[str, Any]) -> None:
+        pass
+
     def __enter__(self) -> NullTracker:
         return self
 
@@ -76,6 +90,8 @@ class MlflowTracker:
         self.run_name = run_name or config.run_name or None
         self.parent = parent
         self.run_id: str | None = None
+        self.model_uri: str | None = None  # the logged model, once log_pyfunc_model ran
+        self.model_id: str | None = None
         self._client = None
 
     def __enter__(self) -> MlflowTracker:
@@ -124,29 +140,84 @@ class MlflowTracker:
         elif path.exists():
             self._client.log_artifact(self.run_id, str(path), artifact_path)
 
+    def log_molecule_grid(self, smiles: list[str], artifact_file: str) -> None:
+        """A PNG grid of molecule drawings stored as ``artifact_file`` (e.g. ``epoch_grids/epoch_003.png``)."""
+        import tempfile
+
+        from molvae.report import molecule_grid_png
+
+        with tempfile.TemporaryDirectory() as tmp:
+            path = molecule_grid_png(smiles, Path(tmp) / Path(artifact_file).name)
+            self._client.log_artifact(self.run_id, str(path), str(Path(artifact_file).parent) or None)
+
     def set_tags(self, tags: dict[str, str]) -> None:
         for key, value in tags.items():
             self._client.set_tag(self.run_id, key, str(value))
 
-    def log_pyfunc_model(self, checkpoint: str | os.PathLike) -> None:
-        """Log the checkpoint as an MLflow pyfunc (models-from-code) that generates SMILES."""
-        import tempfile
+    def log_dataset(self, path: str | os.PathLike, sha256: str, counts: dict[str, int]) -> None:
+        """Record the training file as the run's dataset input: source path, SHA-256 digest, row counts."""
+        from mlflow.data.dataset_source_registry import resolve_dataset_source
+        from mlflow.data.meta_dataset import MetaDataset
+        from mlflow.entities import DatasetInput, InputTag
 
-        import mlflow.pyfunc
+        path = Path(path).resolve()
+        with warnings.catch_warnings():  # "can be interpreted in multiple ways": both are the local file
+            warnings.simplefilter("ignore", UserWarning)
+            source = resolve_dataset_source(str(path))
+        dataset = MetaDataset(source, name=path.name, digest=sha256[:32])
+        tags = [InputTag("mlflow.data.context", "training"), InputTag("sha256", sha256)]
+        tags += [InputTag(key, str(value)) for key, value in counts.items()]
+        self._client.log_inputs(self.run_id, datasets=[DatasetInput(dataset._to_mlflow_entity(), tags)])
+
+    def link_model(self, checkpoint: str | os.PathLike, meta: dict[str, Any]) -> None:
+        """Tag this run with the checkpoint it used and the run that trained it; when that run's
+        logged model is in this store, record it as a model input of this run."""
+        from mlflow.entities import LoggedModelInput
+        from mlflow.exceptions import MlflowException
+
+        training_run = meta.get("mlflow_run_id") or ""
+        self.set_tags({"molvae.model": str(Path(checkpoint).resolve()), "molvae.model_training_run": training_run})
+        if not training_run:
+            return
+        try:
+            experiment = self._client.get_run(training_run).info.experiment_id
+        except MlflowException:
+            return  # trained against another tracking store
+        models = self._client.search_logged_models([experiment], filter_string=f"source_run_id = '{training_run}'")
+        if models:
+            self._client.log_inputs(self.run_id, models=[LoggedModelInput(models[0].model_id)])
+
+    def log_pyfunc_model(self, checkpoint: str | os.PathLike) -> None:
+        """Log the checkpoint as an MLflow 3 logged model (pyfunc, models-from-code) that generates
+        SMILES, with an explicit signature and input example; register it when ``config.register``
+        names a registered model."""
+        import mlflow
+        import pandas as pd
+        from mlflow.models import ModelSignature
+        from mlflow.types import ColSpec, ParamSchema, ParamSpec, Schema
 
         import molvae
 
         package_dir = Path(molvae.__file__).parent
-        with tempfile.TemporaryDirectory() as tmp:
-            model_dir = Path(tmp) / "model"
-            mlflow.pyfunc.save_model(
-                path=str(model_dir),
+        signature = ModelSignature(
+            inputs=Schema([ColSpec("long", "n")]),
+            outputs=Schema([ColSpec("string")]),
+            params=ParamSchema([ParamSpec("temperature", "double", 1.0), ParamSpec("top_k", "long", 0),
+                                ParamSpec("seed", "long", 0)]),
+        )
+        mlflow.set_tracking_uri(self.config.resolved_uri())
+        with mlflow.start_run(run_id=self.run_id):
+            info = mlflow.pyfunc.log_model(
+                name="model",
                 python_model=str(package_dir / "mlflow_model.py"),
                 artifacts={"checkpoint": str(checkpoint)},
                 code_paths=[str(package_dir)],
+                signature=signature,
+                input_example=pd.DataFrame({"n": [2]}),
                 pip_requirements=["torch", "rdkit", "selfies", "pandas", "tqdm", f"mlflow=={mlflow.__version__}"],
+                registered_model_name=self.config.register or None,
             )
-            self._client.log_artifacts(self.run_id, str(model_dir), "model")
+        self.model_uri, self.model_id = info.model_uri, info.model_id
 
 
 def flatten(params: dict[str, Any], prefix: str = "") -> dict[str, Any]:

@@ -20,13 +20,13 @@ from tqdm.auto import tqdm
 
 from molvae.checkpoint import LoadedModel
 from molvae.data import TokenizedSet, length_bucketed_batches
-from molvae.metrics import novelty, uniqueness, validity
-from molvae.model import MolVAE, VAEOutput, vae_loss
+from molvae.metrics import generation_quality, novelty, uniqueness, validity
+from molvae.model import MolVAE, VAEOutput, mmd_to_samples, vae_loss
 from molvae.tracking import NullTracker, Tracker
 from molvae.vocab import Vocabulary
 
-__all__ = ["TrainConfig", "TrainResult", "TrainingDiverged", "autocast", "fit", "kl_weight", "resolve_device",
-           "resolve_precision"]
+__all__ = ["TrainConfig", "TrainResult", "TrainingDiverged", "autocast", "control_kl_weight", "fit", "kl_weight",
+           "resolve_device", "resolve_precision"]
 
 log = logging.getLogger(__name__)
 
@@ -48,11 +48,15 @@ class TrainConfig:
     kl_cycles: int = 4  # cyclical: number of cycles over the run
     kl_ramp_fraction: float = 0.5  # cyclical: share of each cycle spent ramping up
     free_bits: float = 0.05  # nats per latent dimension not penalized (posterior-collapse guard)
+    kl_target: float = 0.0  # nats per molecule held by a controller that sets the KL weight each step, at most kl_weight (0 = the schedule)
+    mmd_weight: float = 0.0  # weight of the MMD between each batch's latent points and prior draws (InfoVAE / WAE; 0 = off)
     word_dropout: float = 0.0  # chance a decoder input token is replaced by <unk>
     property_weight: float = 1.0  # weight of the property-head loss (models with property_names)
     patience: int = 5  # early stopping: epochs without validation improvement
     max_minutes: float = 0.0  # wall-clock budget for training; the epoch in progress ends early (0 = none)
-    eval_samples: int = 500  # prior samples per epoch for validity / uniqueness / novelty
+    eval_samples: int = 500  # prior samples per epoch for validity / uniqueness / novelty / FCD / SA / QED / filters
+    eval_reference: str = "validation"  # per-epoch FCD against: validation (held-out molecules), moses (MOSES test set) or a SMILES file
+    select_by: str = "val_loss"  # the epoch kept as model.pt and watched by early stopping: val_loss, val_neg_elbo or fcd
     eval_reconstruct: int = 500  # held-out molecules decoded greedily per epoch
     seed: int = 0  # seeds batch order, noise and evaluation samples
     device: str = "auto"  # auto, cpu, cuda or cuda:N
@@ -125,6 +129,24 @@ def kl_weight(step: int, config: TrainConfig, total_steps: int, steps_per_epoch:
     raise ValueError(f"kl_schedule must be monotonic, cyclical or constant, got {config.kl_schedule!r}")
 
 
+_KL_CONTROL_GAIN = 0.02  # log KL weight moves by at most this per step
+_KL_CONTROL_FLOOR = 1e-4
+
+
+def control_kl_weight(beta: float, kl: float, config: TrainConfig) -> float:
+    """The next KL weight of the controller that holds the KL at ``config.kl_target`` nats: raised
+    while the batch KL is above the target, lowered while below, within [1e-4, kl_weight].
+
+    >>> c = TrainConfig(kl_target=20.0, kl_weight=1.0)
+    >>> control_kl_weight(0.1, 40.0, c) > 0.1 > control_kl_weight(0.1, 10.0, c)
+    True
+    >>> control_kl_weight(1.0, 400.0, c)
+    1.0
+    """
+    error = max(-1.0, min(1.0, (kl - config.kl_target) / config.kl_target))
+    return min(config.kl_weight, max(_KL_CONTROL_FLOOR, beta * math.exp(_KL_CONTROL_GAIN * error)))
+
+
 def _lr_lambda(config: TrainConfig, total_steps: int) -> Callable[[int], float]:
     floor = config.min_learning_rate / config.learning_rate
 
@@ -160,6 +182,7 @@ def fit(
     stop: threading.Event | None = None,
     rank: int = 0,
     world_size: int = 1,
+    fcd_reference: tuple[Any, Any] | None = None,
 ) -> TrainResult:
     """Train ``model`` (already on its device) and return the history and outcome.
 
@@ -168,6 +191,7 @@ def fit(
     :func:`fit` needs to continue exactly (pass it back as ``resume_state``). ``training_smiles``
     (canonical) is the reference for novelty. With ``world_size > 1`` the model is expected to
     be wrapped for DistributedDataParallel by the caller; batches are sharded by ``rank``.
+    ``fcd_reference`` (ChemNet mean, covariance) adds the FCD of each epoch's prior samples.
     """
     tracker = tracker or NullTracker()
     stop = stop or threading.Event()
@@ -184,13 +208,18 @@ def fit(
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(config, total_steps))
 
+    if config.select_by not in _SELECTORS:
+        raise ValueError(f"train.select_by must be one of {', '.join(_SELECTORS)}, got {config.select_by!r}")
+    if config.select_by == "fcd" and (fcd_reference is None or not config.eval_samples):
+        raise ValueError("train.select_by = 'fcd' needs per-epoch prior samples (train.eval_samples > 0) and an FCD reference")
     state: dict[str, Any] = {"epoch": 0, "batch": 0, "step": 0, "best_val_loss": math.inf, "best_epoch": -1,
-                             "bad_epochs": 0, "history": [], "train_seconds": 0.0, "molecules_seen": 0}
+                             "bad_epochs": 0, "history": [], "train_seconds": 0.0, "molecules_seen": 0,
+                             "beta": min(config.kl_weight, 1e-3)}
     if resume_state is not None:
         optimizer.load_state_dict(resume_state["optimizer"])
         scheduler.load_state_dict(resume_state["scheduler"])
         scaler.load_state_dict(resume_state["scaler"])
-        state.update({k: resume_state[k] for k in state})
+        state.update({k: resume_state[k] for k in state if k in resume_state})
         log.info("resuming at epoch %d, batch %d (step %d)", state["epoch"], state["batch"], state["step"])
 
     def train_state() -> dict[str, Any]:
@@ -225,20 +254,25 @@ def fit(
             metrics = {f"train_{k}": v for k, v in sums.items()}
             metrics["epoch_seconds"] = time.perf_counter() - started
             metrics["learning_rate"] = scheduler.get_last_lr()[0]
+            samples: list[str | None] = []
             if rank == 0:
-                metrics.update(evaluate_epoch(core, vocab, valid, config, max_length, epoch, training_smiles,
-                                              autocast_dtype))
+                epoch_metrics, samples = evaluate_epoch(core, vocab, valid, config, max_length, epoch, training_smiles,
+                                                        autocast_dtype, fcd_reference)
+                metrics.update(epoch_metrics)
             state["epoch"], state["batch"] = epoch + 1, 0
-            improved = rank == 0 and metrics["val_loss"] < state["best_val_loss"] - 1e-4
+            watched = metrics.get(_SELECTORS[config.select_by], math.inf) if rank == 0 else math.inf
+            improved = rank == 0 and math.isfinite(watched) and watched < state["best_val_loss"] - 1e-4
             if world_size > 1:
                 improved = _broadcast_flag(improved, device)
             if improved:
-                state["best_val_loss"], state["best_epoch"], state["bad_epochs"] = metrics.get("val_loss", 0.0), epoch, 0
+                state["best_val_loss"], state["best_epoch"], state["bad_epochs"] = watched, epoch, 0
             else:
                 state["bad_epochs"] += 1
             state["history"].append({"epoch": float(epoch), **metrics})
             if rank == 0:
                 tracker.log_metrics(metrics, step=epoch)
+                if samples:
+                    tracker.log_molecule_grid([s for s in samples if s][:24], f"epoch_grids/epoch_{epoch + 1:03d}.png")
                 _log_epoch(epoch, metrics)
                 if save:
                     snapshot = train_state()
@@ -247,7 +281,7 @@ def fit(
                         save("best", snapshot)
             if state["bad_epochs"] >= config.patience:
                 stop_reason = "early_stopping"
-                log.info("early stopping: no validation improvement for %d epochs", config.patience)
+                log.info("early stopping: no improvement of %s for %d epochs", config.select_by, config.patience)
                 break
             if time.perf_counter() >= deadline and state["epoch"] < config.epochs:
                 stop_reason = "time_limit"
@@ -257,6 +291,10 @@ def fit(
     seconds = state["train_seconds"]
     return TrainResult(state["history"], state["best_epoch"], state["best_val_loss"], stop_reason, state["epoch"],
                        seconds, state["molecules_seen"] / seconds if seconds else 0.0, final)
+
+
+# select_by -> the per-epoch metric it minimizes
+_SELECTORS = {"val_loss": "val_loss", "val_neg_elbo": "val_neg_elbo", "fcd": "sample_fcd"}
 
 
 def _broadcast_flag(flag: bool, device: torch.device) -> bool:
@@ -274,16 +312,23 @@ def _train_epoch(model, train, config, epoch, state, optimizer, scheduler, scale
     model.train()
     batches = _epoch_batches(train, config, epoch, rank, world_size)
     sums = {"loss": 0.0, "reconstruction": 0.0, "kl": 0.0, "token_accuracy": 0.0, "kl_weight": 0.0}
+    if config.mmd_weight > 0:
+        sums["mmd"] = 0.0
     counted = 0
     bar = tqdm(total=len(batches), initial=state["batch"], desc=f"epoch {epoch + 1}/{config.epochs}",
                unit="batch", disable=None if rank == 0 else True, leave=False)
     for index in batches[state["batch"]:]:
         tokens, lengths = train.batch(index, device)
         labels = train.labels[index].to(device) if train.labels is not None else None
-        beta = kl_weight(state["step"], config, total_steps, steps_per_epoch)
+        beta = state["beta"] if config.kl_target > 0 else kl_weight(state["step"], config, total_steps, steps_per_epoch)
         with autocast(device, autocast_dtype):
             output = model(tokens, lengths, word_dropout=config.word_dropout)
         terms = vae_loss(output, tokens, beta, config.free_bits, labels, config.property_weight)
+        if config.mmd_weight > 0:
+            reference = core.sample_latent(len(index))  # (B, Z) draws from the prior
+            mmd = mmd_to_samples(output.z.float(), reference.float())
+            terms.loss = terms.loss + config.mmd_weight * mmd
+            sums["mmd"] += mmd.item()
         if not torch.isfinite(terms.loss):
             raise TrainingDiverged(
                 f"loss became {terms.loss.item()} at epoch {epoch + 1}, step {state['step']} "
@@ -298,6 +343,8 @@ def _train_epoch(model, train, config, epoch, state, optimizer, scheduler, scale
         scaler.step(optimizer)
         scaler.update()
         scheduler.step()
+        if config.kl_target > 0:
+            state["beta"] = control_kl_weight(beta, terms.kl.mean().item(), config)
         state["step"] += 1
         state["batch"] += 1
         state["molecules_seen"] += len(index) * world_size
@@ -317,9 +364,12 @@ def _train_epoch(model, train, config, epoch, state, optimizer, scheduler, scale
 
 @torch.no_grad()
 def evaluate_epoch(model: MolVAE, vocab: Vocabulary, valid: TokenizedSet, config: TrainConfig, max_length: int,
-                   epoch: int, training_smiles: set[str] | None, autocast_dtype: torch.dtype | None = None) -> dict[str, float]:
+                   epoch: int, training_smiles: set[str] | None, autocast_dtype: torch.dtype | None = None,
+                   fcd_reference: tuple[Any, Any] | None = None) -> tuple[dict[str, float], list[str | None]]:
     """Validation loss terms at the full KL weight, token accuracy, exact greedy reconstruction of
-    held-out molecules, active latent units, and validity / uniqueness / novelty of prior samples."""
+    held-out molecules, active latent units, and the quality of ``config.eval_samples`` prior samples:
+    validity / uniqueness / novelty, FCD against ``fcd_reference``, mean SA and QED, the MOSES filter
+    pass rate. Returns the metrics and the samples."""
     from molvae.sample import decode_latents, sample_prior
 
     device = next(model.parameters()).device
@@ -338,7 +388,8 @@ def evaluate_epoch(model: MolVAE, vocab: Vocabulary, valid: TokenizedSet, config
             z = model.reparameterize(mu, logvar, generator)
             logits = model.decode_logits(z, tokens[:, :-1])
             props = model.property_head(mu) if model.property_head is not None else None
-        terms = vae_loss(VAEOutput(logits, mu, logvar, z, props), tokens, 1.0, 0.0, labels)
+            kl = model.kl(mu, logvar, z) if model.prior is not None else None
+        terms = vae_loss(VAEOutput(logits, mu, logvar, z, props, kl), tokens, 1.0, 0.0, labels)
         totals["reconstruction"] += terms.reconstruction.sum().item()
         totals["kl"] += terms.kl.sum().item()
         totals["property_mse"] += terms.property_loss.item() * len(index)
@@ -371,14 +422,16 @@ def evaluate_epoch(model: MolVAE, vocab: Vocabulary, valid: TokenizedSet, config
         mu, _ = model.encode(tokens, lengths)
         decoded = decode_latents(loaded, mu, temperature=0.0, workers=1)
         metrics["val_exact_reconstruction"] = sum(d == s for d, s in zip(decoded, valid.smiles[:held_out])) / held_out
+    samples: list[str | None] = []
     if config.eval_samples:
         samples = sample_prior(loaded, config.eval_samples, seed=config.seed + epoch, workers=1, progress=False)
         metrics["sample_validity"] = validity(samples)
         metrics["sample_uniqueness"] = uniqueness(samples)
         if training_smiles is not None:
             metrics["sample_novelty"] = novelty(samples, training_smiles)
+        metrics.update(generation_quality(samples, fcd_reference))
     model.train()
-    return metrics
+    return metrics, samples
 
 
 def _log_epoch(epoch: int, m: dict[str, float]) -> None:
@@ -386,7 +439,8 @@ def _log_epoch(epoch: int, m: dict[str, float]) -> None:
              f"recon {m['val_reconstruction']:.2f}", f"KL {m['val_kl']:.2f}", f"acc {m['val_token_accuracy']:.3f}",
              f"AU {m['active_units']:.0f}"]
     for key, label in (("val_exact_reconstruction", "exact"), ("sample_validity", "valid"),
-                       ("sample_uniqueness", "unique"), ("sample_novelty", "novel")):
+                       ("sample_uniqueness", "unique"), ("sample_novelty", "novel"), ("sample_fcd", "FCD"),
+                       ("sample_sa", "SA"), ("sample_qed", "QED"), ("sample_filters", "filters")):
         if key in m:
             parts.append(f"{label} {m[key]:.3f}")
     parts.append(f"{m['epoch_seconds']:.0f}s")

@@ -100,9 +100,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.method == "gradient":
         training = None
         if base.surrogate != "head" and not set(o.label for o in objectives) <= set(loaded.model.config.property_names):
-            from molvae.data import DataConfig, prepare
+            from molvae.trainset import surrogate_molecules
 
-            training = prepare(loaded.meta["data_path"], DataConfig(max_reject_fraction=1.0)).kept["smiles"].tolist()
+            training = surrogate_molecules(loaded)
+            if training is None:
+                raise SystemExit(f"error: {args.model} carries no training sample and its training file "
+                                 f"{loaded.data_path} is missing: a surrogate for gradient search cannot be fitted")
         surrogate, info = build_surrogate(loaded, objectives, base.surrogate, training, config=base)
 
     # Consistency of the file: its values are logP - SA (no cycle term) of the molecule as written.

@@ -369,6 +369,7 @@ def test_cli_random_starts_writes_outputs_and_mlflow_runs(trained_run, tmp_path,
     children = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
     assert len(parents) == 1 and sorted(r.info.run_name for r in children) == ["gradient", "random"]
     assert all(r.data.tags["mlflow.parentRunId"] == parents[0].info.run_id for r in children)
+    assert parents[0].data.tags["molvae.model"].endswith("model.pt")
     assert all(r.data.metrics["oracle_calls"] <= 10 for r in children)
     assert {a.path for a in client.list_artifacts(parents[0].info.run_id)} >= {"best.csv", "curve.png"}
     assert parents[0].data.metrics["random_oracle_calls"] <= 10 and "gradient_top1_mean" in parents[0].data.metrics

@@ -13,6 +13,7 @@ from molvae.checkpoint import CheckpointError, LoadedModel, load_model, read_che
 from molvae.data import DataConfig, prepare, tokenize
 from molvae.model import ModelConfig, MolVAE
 from molvae.sample import decode_latents, encode_smiles
+from molvae.tracking import NullTracker
 from molvae.train import TrainConfig, TrainingDiverged, fit
 from molvae.vocab import Vocabulary
 
@@ -71,10 +72,8 @@ def run_fit(vocab, data, max_length, config, **kwargs):
     return model, result, saved
 
 
-class StopAfterFirstEpoch:
+class StopAfterFirstEpoch(NullTracker):
     """A tracker that asks training to stop as soon as the first epoch's metrics arrive."""
-
-    run_id = None
 
     def __init__(self, stop: threading.Event):
         self.stop = stop

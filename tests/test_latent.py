@@ -1,0 +1,197 @@
+"""Latent-space terms: learned priors (flow, mixture), the MMD term, the KL controller, per-epoch
+generation metrics, and checkpoints written before learned priors existed."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import pytest
+import torch
+
+from molvae.checkpoint import PRETRAINED, CheckpointError, load_model, read_checkpoint, save_checkpoint
+from molvae.model import FlowPrior, MixturePrior, ModelConfig, MolVAE, gaussian_kl, gaussian_log_prob, mmd_to_samples
+from molvae.sample import sample_prior
+from molvae.train import TrainConfig, control_kl_weight, fit
+
+from .test_train import SMALL, fixture_data
+
+
+def test_flow_prior_is_invertible_and_a_density():
+    torch.manual_seed(0)
+    flow = FlowPrior(6, layers=4, hidden=16)
+    for layer in flow.layers:  # leave the identity start: random couplings
+        torch.nn.init.normal_(layer.net[-1].weight, std=0.3)
+    u = torch.randn(50, 6)
+    z = flow.to_latent(u)
+    back, _ = flow.to_base(z)
+    assert torch.allclose(back, u, atol=1e-5)
+    # change of variables checked against the Jacobian determinant computed by autograd
+    point = z[:1].detach()
+    jacobian = torch.autograd.functional.jacobian(lambda x: flow.to_base(x)[0], point).reshape(6, 6)
+    expected = gaussian_log_prob(flow.to_base(point)[0]) + torch.linalg.slogdet(jacobian).logabsdet
+    assert torch.allclose(flow.log_prob(point), expected, atol=1e-4)
+    assert flow.sample(7).shape == (7, 6)
+
+
+def test_priors_start_as_or_reduce_to_the_standard_normal():
+    z = torch.randn(20, 4)
+    assert torch.allclose(FlowPrior(4, layers=2, hidden=8).log_prob(z), gaussian_log_prob(z), atol=1e-6)
+    mixture = MixturePrior(4, components=1)
+    with torch.no_grad():
+        mixture.means.zero_()
+    assert torch.allclose(mixture.log_prob(z), gaussian_log_prob(z), atol=1e-5)
+    assert mixture.sample(9).shape == (9, 4)
+
+
+@pytest.mark.parametrize("prior", ["gaussian", "flow", "mixture"])
+def test_kl_estimate_and_gradients(prior):
+    """The KL term has the right shape, is unbiased for N(0, I) (the learned priors start there or
+    near it), and sends finite gradients into the encoder and the prior."""
+    torch.manual_seed(0)
+    model = MolVAE(dataclasses.replace(SMALL, vocab_size=10, latent_dim=4, prior=prior, prior_layers=2,
+                                       prior_hidden=8, prior_components=1))
+    mu, logvar = torch.randn(3, 4) * 0.5, torch.randn(3, 4) * 0.3
+    draws = mu + torch.randn(20000, 3, 4) * torch.exp(0.5 * logvar)  # (S, B, Z)
+    analytic = gaussian_kl(mu, logvar).sum(dim=1)  # (B,)
+    if prior == "gaussian":
+        assert torch.equal(model.kl(mu, logvar, draws[0]), analytic)  # exact, whatever z
+    else:
+        if prior == "mixture":
+            with torch.no_grad():
+                model.prior.means.zero_()
+        kl = model.kl(mu, logvar, draws)  # (S, B) one-sample estimates
+        assert kl.shape == (20000, 3)
+        assert torch.allclose(kl.mean(dim=0), analytic, atol=0.05)
+    mu.requires_grad_(True)
+    loss = model.kl(mu, logvar, mu + torch.randn(3, 4)).mean()
+    loss.backward()
+    assert torch.isfinite(mu.grad).all() and mu.grad.abs().sum() > 0
+    if model.prior is not None:
+        grads = [p.grad for p in model.prior.parameters() if p.grad is not None]
+        assert grads and all(torch.isfinite(g).all() for g in grads)
+
+
+def test_gradcheck_of_the_new_terms():
+    torch.manual_seed(0)
+    a = torch.randn(6, 3, dtype=torch.float64, requires_grad=True)
+    b = torch.randn(6, 3, dtype=torch.float64)
+    assert torch.autograd.gradcheck(lambda x: mmd_to_samples(x, b), (a,))
+    flow = FlowPrior(3, layers=2, hidden=8).double()
+    torch.nn.init.normal_(flow.layers[0].net[-1].weight, std=0.3)
+    assert torch.autograd.gradcheck(lambda x: flow.log_prob(x), (a,))
+    mixture = MixturePrior(3, components=4).double()
+    assert torch.autograd.gradcheck(lambda x: mixture.log_prob(x), (a,))
+
+
+def test_mmd_is_near_zero_for_one_distribution_and_large_for_two():
+    generator = torch.Generator().manual_seed(0)
+    same = mmd_to_samples(torch.randn(256, 8, generator=generator), torch.randn(256, 8, generator=generator))
+    shifted = mmd_to_samples(torch.randn(256, 8, generator=generator) + 2.0, torch.randn(256, 8, generator=generator))
+    assert abs(same.item()) < 0.02 < shifted.item()
+
+
+def test_mmd_moves_the_aggregate_posterior_toward_the_prior():
+    """Latent points on a thin, shifted set are pulled by the MMD term toward N(0, I)."""
+    torch.manual_seed(0)
+    points = (torch.randn(128, 8) * 0.1 + 1.5).requires_grad_(True)
+    optimizer = torch.optim.Adam([points], lr=0.05)
+    before = mmd_to_samples(points.detach(), torch.randn(128, 8)).item()
+    for _ in range(200):
+        loss = mmd_to_samples(points, torch.randn(128, 8))
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    after = mmd_to_samples(points.detach(), torch.randn(512, 8)[:128]).item()
+    assert after < 0.2 * before
+    assert points.detach().mean().abs() < 0.3 and 0.5 < points.detach().std() < 1.5
+
+
+def test_a_learned_prior_moves_toward_the_aggregate_posterior():
+    """Maximizing log p(z) on encodings that sit away from the origin moves the flow's samples to them."""
+    torch.manual_seed(0)
+    encodings = torch.randn(512, 4) * 0.3 + torch.tensor([2.0, -1.0, 0.0, 1.0])
+    flow = FlowPrior(4, layers=4, hidden=32)
+    optimizer = torch.optim.Adam(flow.parameters(), lr=1e-2)
+    before = mmd_to_samples(flow.sample(256).detach(), encodings[:256]).item()
+    for _ in range(300):
+        loss = -flow.log_prob(encodings).mean()
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    with torch.no_grad():
+        after = mmd_to_samples(flow.sample(256), encodings[256:]).item()
+    assert after < 0.1 * before
+
+
+def test_kl_controller_holds_its_target():
+    config = TrainConfig(kl_target=10.0, kl_weight=1.0)
+    assert control_kl_weight(0.5, 20.0, config) > 0.5 > control_kl_weight(0.5, 5.0, config)
+    assert control_kl_weight(1e-4, 0.0, config) == pytest.approx(1e-4)  # floor
+    # a toy system whose KL falls as the weight rises settles near the target
+    beta = 1e-3
+    for _ in range(3000):
+        kl = 2.0 / math.sqrt(beta)
+        beta = control_kl_weight(beta, kl, config)
+    assert 2.0 / math.sqrt(beta) == pytest.approx(10.0, rel=0.05)
+
+
+@pytest.mark.parametrize("prior", ["flow", "mixture"])
+def test_tiny_run_with_a_learned_prior_trains_saves_and_samples(tmp_path, prior):
+    vocab, data, max_length = fixture_data(tmp_path, 32)
+    torch.manual_seed(0)
+    model = MolVAE(dataclasses.replace(SMALL, vocab_size=len(vocab), prior=prior, prior_layers=2, prior_hidden=16,
+                                       prior_components=4))
+    initial = [p.detach().clone() for p in model.prior.parameters()]
+    config = TrainConfig(epochs=2, batch_size=8, warmup_steps=2, kl_target=5.0, kl_weight=1.0, mmd_weight=1.0,
+                         eval_samples=20, eval_reconstruct=4, device="cpu")
+    result = fit(model, vocab, data, data.subset(torch.arange(4)), config, max_length=max_length)
+    last = result.history[-1]
+    assert all(math.isfinite(last[key]) for key in ("train_loss", "train_mmd", "val_kl", "sample_sa", "sample_qed"))
+    assert 0 < last["train_kl_weight"] <= 1.0
+    assert any(not torch.equal(a, b) for a, b in zip(initial, model.prior.parameters()))  # the prior learned
+    path = save_checkpoint(tmp_path / "m.pt", model, vocab, max_length)
+    loaded = load_model(path)
+    assert loaded.model.config.prior == prior
+    assert len(sample_prior(loaded, 5, progress=False)) == 5
+
+
+def test_epoch_metrics_include_fcd_against_a_reference(tmp_path):
+    from molvae.moses import moses_test_fcd_reference
+
+    vocab, data, max_length = fixture_data(tmp_path, 32)
+    model = MolVAE(dataclasses.replace(SMALL, vocab_size=len(vocab)))
+    config = TrainConfig(epochs=1, batch_size=8, warmup_steps=2, eval_samples=30, eval_reconstruct=4, device="cpu",
+                         select_by="fcd")
+    result = fit(model, vocab, data, data.subset(torch.arange(4)), config, max_length=max_length,
+                 fcd_reference=moses_test_fcd_reference())
+    fcd = result.history[-1]["sample_fcd"]
+    assert math.isfinite(fcd) and fcd > 0 and result.best_epoch == 0
+    with pytest.raises(ValueError, match="select_by"):
+        fit(model, vocab, data, data, dataclasses.replace(config, select_by="fcd"), max_length=max_length)
+
+
+def test_checkpoints_from_before_learned_priors_still_load():
+    """The shipped model of an earlier release has no prior fields: it loads with the N(0, I) prior."""
+    payload = read_checkpoint(PRETRAINED)
+    assert payload["format_version"] == 1
+    loaded = load_model(PRETRAINED)
+    if "prior" not in payload["model_config"]:
+        assert loaded.model.config.prior == "gaussian" and loaded.model.prior is None
+    assert len(sample_prior(loaded, 3, progress=False)) == 3
+
+
+def test_a_checkpoint_with_an_unknown_prior_fails_clearly(tmp_path):
+    vocab, data, max_length = fixture_data(tmp_path, 8)
+    model = MolVAE(dataclasses.replace(SMALL, vocab_size=len(vocab)))
+    path = save_checkpoint(tmp_path / "m.pt", model, vocab, max_length)
+    payload = torch.load(path, weights_only=True)
+    payload["model_config"]["prior"] = "hyperbolic"
+    torch.save(payload, path)
+    with pytest.raises(CheckpointError, match="prior"):
+        load_model(path)
+
+
+def test_unknown_prior_in_config_is_refused():
+    with pytest.raises(ValueError, match="model.prior"):
+        MolVAE(ModelConfig(vocab_size=10, prior="hyperbolic"))
