@@ -207,13 +207,16 @@ def cmd_merge(args: argparse.Namespace) -> int:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     smiles = _read_smiles(args.samples, args.smiles_column)
     if args.moses:
-        from molvae.moses import load_moses, moses_metrics, training_set
+        from molvae.moses import load_moses, moses_metrics, moses_reference_stats
 
-        references = ("test", "test_scaffolds") if args.train else ("train", "test", "test_scaffolds")
-        splits = load_moses(Path(args.moses), references)
-        # Novelty against --train when given, else against the MOSES training set.
-        train = _training_file_set(args.train) if args.train else training_set(splits["train"])
-        metrics = moses_metrics(smiles, splits["test"], splits["test_scaffolds"], train)
+        # MOSES's own reference statistics when fetch-moses put them there, else computed (and cached)
+        shipped = {split: moses_reference_stats(Path(args.moses), split) for split in ("test", "test_scaffolds")}
+        wanted = [split for split, stats in shipped.items() if stats is None] + ([] if args.train else ["train"])
+        splits = load_moses(Path(args.moses), wanted)
+        references = {split: shipped[split] if shipped[split] is not None else splits[split] for split in shipped}
+        # Novelty against --train when given, else against the MOSES training SMILES as written (MOSES's definition)
+        train = _training_file_set(args.train) if args.train else frozenset(splits["train"])
+        metrics = moses_metrics(smiles, references["test"], references["test_scaffolds"], train)
     else:
         from molvae.metrics import evaluate_samples
 

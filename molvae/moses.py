@@ -75,6 +75,7 @@ __all__ = [
     "frechet_distance",
     "load_moses",
     "moses_metrics",
+    "moses_reference_stats",
     "moses_test_fcd_reference",
     "passes_filters",
     "reference_stats",
@@ -91,6 +92,12 @@ MOSES_SHA256 = {
     "train": "786f0313aa6b9ba5514df685f885742a70ea8d86f1a4fa48115f7f80a634265c",
     "test": "f896fbf3764f88d94670b9959e5872c600c12152a18233823e820761b7a791b2",
     "test_scaffolds": "adffb2192c1bfe31ab0e13154d4af19a37dc18bdbf3cd7b4491e04405128adde",
+}
+# MOSES's own reference statistics of the test sets (same wheel), pinned: these files hold pickled
+# Python objects, so they are only ever unpickled when their sha256 is exactly this.
+MOSES_STATS_SHA256 = {
+    "test": "ded25073225a895d4ed17bf1d4223d27560e87ff4cb85786346ca1cc8efa03d3",
+    "test_scaffolds": "7b7aba6c1474634a019bebf16f389d554cb9dd1021dfc8c1d1e54430a9f0e7f8",
 }
 
 # Where reference statistics are cached unless the caller says otherwise (git-ignored).
@@ -120,14 +127,17 @@ _MIN_PARALLEL_CANONICALIZE = 20000  # SMILES canonicalized (~0.2-1 ms each)
 # --- the data sets ------------------------------------------------------------------------------
 
 def fetch_moses(dest: Path) -> dict[str, Path]:
-    """Put the MOSES ``train``, ``test`` and ``test_scaffolds`` CSVs (gzip) into ``dest``.
+    """Put the MOSES ``train``, ``test`` and ``test_scaffolds`` CSVs (gzip) into ``dest``, with
+    MOSES's reference statistics of the test sets (``test_stats.npz``, ``test_scaffolds_stats.npz``).
 
     Downloads the ``molsets`` wheel with pip (no dependencies, no code from it is imported or
-    run) and extracts ``moses/dataset/data/<split>.csv.gz``. Files already present are kept.
-    Returns ``{split: path}``. Raises ``RuntimeError`` when pip fails or a file's checksum is wrong.
+    run) and extracts ``moses/dataset/data/<file>``. Files already present are kept.
+    Returns ``{name: path}``. Raises ``RuntimeError`` when pip fails or a file's checksum is wrong.
     """
     dest = Path(dest)
     paths = {split: dest / f"{split}.csv.gz" for split in MOSES_SPLITS}
+    paths.update({f"{split}_stats": dest / f"{split}_stats.npz" for split in MOSES_STATS_SHA256})
+    expected = {**MOSES_SHA256, **{f"{split}_stats": h for split, h in MOSES_STATS_SHA256.items()}}
     missing = [split for split, path in paths.items() if not path.is_file()]
     if not missing:
         return paths
@@ -144,13 +154,13 @@ def fetch_moses(dest: Path) -> dict[str, Path]:
         if not wheels:
             raise RuntimeError(f"pip reported success but left no molsets wheel in {tmp}")
         with zipfile.ZipFile(wheels[0]) as wheel:
-            for split in missing:
-                content = wheel.read(f"moses/dataset/data/{split}.csv.gz")
+            for name in missing:
+                content = wheel.read(f"moses/dataset/data/{paths[name].name}")
                 digest = hashlib.sha256(content).hexdigest()
-                if digest != MOSES_SHA256[split]:
-                    raise RuntimeError(f"{split}.csv.gz from {wheels[0].name} has sha256 {digest}, "
-                                       f"expected {MOSES_SHA256[split]}")
-                _write_atomically(paths[split], content)
+                if digest != expected[name]:
+                    raise RuntimeError(f"{paths[name].name} from {wheels[0].name} has sha256 {digest}, "
+                                       f"expected {expected[name]}")
+                _write_atomically(paths[name], content)
     return paths
 
 
@@ -161,6 +171,30 @@ def moses_test_fcd_reference() -> tuple[np.ndarray, np.ndarray]:
     path = importlib.resources.files("molvae") / "resources" / "moses_test_fcd.npz"
     with importlib.resources.as_file(path) as file, np.load(file) as stats:
         return stats["mean"].astype(np.float64), stats["cov"].astype(np.float64)
+
+
+def moses_reference_stats(data_dir: Path, split: str) -> ReferenceStats | None:
+    """MOSES's own statistics of ``split`` (``test`` or ``test_scaffolds``) from ``data_dir``, as
+    :class:`ReferenceStats`; ``None`` when the file is not there. A file whose sha256 is not the
+    pinned one is refused (it is a pickle, and would be trusted code)."""
+    path = Path(data_dir) / f"{split}_stats.npz"
+    if not path.is_file():
+        return None
+    content = path.read_bytes()
+    digest = hashlib.sha256(content).hexdigest()
+    if digest != MOSES_STATS_SHA256[split]:
+        raise RuntimeError(f"{path} has sha256 {digest}, not the pinned {MOSES_STATS_SHA256[split]}: "
+                           "delete it and run `molvae fetch-moses` again")
+    with np.load(io.BytesIO(content), allow_pickle=True) as data:  # pinned by hash above
+        stats = data["stats"].item()
+    return ReferenceStats(
+        fingerprints=np.packbits(np.asarray(stats["SNN"]["fps"], dtype=np.uint8), axis=1),
+        fragments=dict(stats["Frag"]["frag"]),
+        scaffolds=dict(stats["Scaf"]["scaf"]),
+        properties={name: np.asarray(stats[name]["values"], dtype=np.float64) for name in MOSES_PROPERTIES},
+        chemnet_mean=np.asarray(stats["FCD"]["mu"], dtype=np.float64),
+        chemnet_cov=np.asarray(stats["FCD"]["sigma"], dtype=np.float64),
+    )
 
 
 def load_moses(data_dir: Path, splits: Sequence[str] = MOSES_SPLITS) -> dict[str, list[str]]:

@@ -20,6 +20,7 @@ from molvae.moses import (
     ReferenceStats,
     cosine_similarity,
     fetch_moses,
+    moses_reference_stats,
     fragments,
     frechet_distance,
     load_moses,
@@ -242,10 +243,21 @@ def test_worker_processes_give_the_same_statistics(example, cache_dir, monkeypat
 # --- the data sets -------------------------------------------------------------------------------
 
 def test_fetch_skips_files_already_present(tmp_path, monkeypatch):
-    for split in MOSES_SPLITS:
-        (tmp_path / f"{split}.csv.gz").write_bytes(b"")
+    expected = {split: tmp_path / f"{split}.csv.gz" for split in MOSES_SPLITS}
+    expected.update({f"{split}_stats": tmp_path / f"{split}_stats.npz" for split in ("test", "test_scaffolds")})
+    for path in expected.values():
+        path.write_bytes(b"")
     monkeypatch.setattr(subprocess, "run", lambda *a, **k: pytest.fail("pip was called"))
-    assert fetch_moses(tmp_path) == {split: tmp_path / f"{split}.csv.gz" for split in MOSES_SPLITS}
+    assert fetch_moses(tmp_path) == expected
+
+
+def test_shipped_statistics_are_only_unpickled_when_pinned(tmp_path):
+    assert moses_reference_stats(tmp_path, "test") is None  # not fetched
+    import numpy as np
+
+    np.savez(tmp_path / "test_stats.npz", stats=np.array({"FCD": {}}, dtype=object))
+    with pytest.raises(RuntimeError, match="pinned"):
+        moses_reference_stats(tmp_path, "test")
 
 
 def test_fetch_reports_a_failing_pip(tmp_path, monkeypatch):
@@ -268,8 +280,10 @@ def test_load_moses(tmp_path):
 @pytest.mark.slow
 def test_fetch_moses_downloads_the_data(tmp_path):
     paths = fetch_moses(tmp_path)
-    for split, path in paths.items():
-        assert hashlib.sha256(path.read_bytes()).hexdigest() == MOSES_SHA256[split]
+    for split in MOSES_SPLITS:
+        assert hashlib.sha256(paths[split].read_bytes()).hexdigest() == MOSES_SHA256[split]
+    test = moses_reference_stats(tmp_path, "test")  # MOSES's own statistics, as ReferenceStats
+    assert len(test) == 176074 and test.chemnet_cov.shape == (512, 512)
     data = load_moses(tmp_path, ["test", "test_scaffolds"])
     assert (len(data["test"]), len(data["test_scaffolds"])) == (176074, 176225)
     with warnings.catch_warnings():
