@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from molvae import BUNDLED_DATA
+from molvae.errors import UserError
 
 if TYPE_CHECKING:  # the CLI imports the library lazily, inside each command
     from molvae.data import DataConfig
@@ -30,8 +31,6 @@ EPILOG = """examples:
 """
 
 
-class UserError(Exception):
-    """An error caused by the user's input; printed without a traceback."""
 
 
 # --- helpers ----------------------------------------------------------------------------------
@@ -536,17 +535,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     # Idle OpenMP threads sleep instead of spinning: on a busy 2-core machine spinning threads
     # made CPU training up to a hundred times slower (measured); set before torch is imported.
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-    from molvae.checkpoint import CheckpointError
-    from molvae.config import ConfigError
-    from molvae.data import DataError
-    from molvae.train import TrainingDiverged
+    from molvae.errors import user_errors
 
     args = build_parser().parse_args(argv)
     _setup_logging(args.verbose)
     try:
         return args.func(args)
-    except (UserError, ConfigError, DataError, CheckpointError, TrainingDiverged, ValueError) as err:
-        if args.verbose:
+    except user_errors() as err:
+        if args.verbose or os.environ.get("MOLVAE_DEBUG"):
             raise
         print(f"molvae {args.command}: error: {err}", file=sys.stderr)
         return 2

@@ -19,10 +19,11 @@ from pathlib import Path
 from typing import Any
 
 from molvae import BUNDLED_DATA
+from molvae.config import parse_pairs
 
 log = logging.getLogger("molvae")
 
-__all__ = ["Recipe", "cmd_optimize", "load_recipe", "parse_pairs", "register"]
+__all__ = ["Recipe", "cmd_optimize", "load_recipe", "register"]
 
 EPILOG = """examples:
   molvae optimize --model runs/exp1/model.pt --objective "qed:max" --budget 2000 --out opt_qed/
@@ -57,28 +58,6 @@ class Recipe:
     config: Any  # OptimizeConfig
     filters: Any  # Filters
     tracking: Any  # TrackingConfig
-
-
-def _parse_value(text: str) -> Any:
-    try:
-        return tomllib.loads(f"v = {text.strip()}")["v"]
-    except tomllib.TOMLDecodeError:
-        return text.strip()  # bare words are strings: surrogate=ensemble
-
-
-def parse_pairs(items: Sequence[str] | None, flag: str) -> dict[str, Any]:
-    """``KEY=VALUE`` strings to a dict; values are read as TOML (numbers, booleans), else kept as text.
-
-    >>> parse_pairs(["budget=50", "surrogate=ensemble", "no_pains=true"], "--set")
-    {'budget': 50, 'surrogate': 'ensemble', 'no_pains': True}
-    """
-    values = {}
-    for item in items or []:
-        key, sep, text = item.partition("=")
-        if not sep or not key.strip():
-            raise ValueError(f"{flag} {item!r} must look like KEY=VALUE")
-        values[key.strip()] = _parse_value(text)
-    return values
 
 
 def load_recipe(args: argparse.Namespace) -> Recipe:

@@ -20,6 +20,7 @@ import dataclasses
 import os
 import tomllib
 import typing
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,7 +30,7 @@ from molvae.model import ModelConfig
 from molvae.tracking import TrackingConfig
 from molvae.train import TrainConfig
 
-__all__ = ["ConfigError", "RunConfig", "SampleConfig", "load_config", "to_toml"]
+__all__ = ["ConfigError", "RunConfig", "SampleConfig", "load_config", "parse_pairs", "to_toml"]
 
 
 class ConfigError(ValueError):
@@ -110,16 +111,37 @@ def _build_section(name: str, values: dict[str, Any]) -> Any:
     return cls(**kwargs)
 
 
+def _parse_value(text: str) -> Any:
+    try:
+        return tomllib.loads(f"v = {text.strip()}")["v"]
+    except tomllib.TOMLDecodeError:
+        return text.strip()  # bare words are strings: device=cuda
+
+
 def _parse_override(text: str) -> tuple[str, str, Any]:
     path, sep, raw = text.partition("=")
     section, dot, key = path.strip().partition(".")
     if not sep or not dot:
         raise ConfigError(f"override {text!r} must look like section.key=value (e.g. train.epochs=5)")
-    try:
-        value = tomllib.loads(f"v = {raw.strip()}")["v"]
-    except tomllib.TOMLDecodeError:
-        value = raw.strip()  # bare words are strings: device=cuda
-    return section, key.strip(), value
+    return section, key.strip(), _parse_value(raw)
+
+
+
+
+def parse_pairs(items: Sequence[str] | None, flag: str) -> dict[str, Any]:
+    """``KEY=VALUE`` strings to a dict; values are read as TOML (numbers, booleans), else kept as text.
+
+    >>> parse_pairs(["budget=50", "surrogate=ensemble", "no_pains=true"], "--set")
+    {'budget': 50, 'surrogate': 'ensemble', 'no_pains': True}
+    """
+    values = {}
+    for item in items or []:
+        key, sep, text = item.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"{flag} {item!r} must look like KEY=VALUE")
+        values[key.strip()] = _parse_value(text)
+    return values
+
 
 
 def load_config(path: str | os.PathLike | None, overrides: list[str] | None = None) -> RunConfig:

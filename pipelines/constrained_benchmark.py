@@ -34,7 +34,8 @@ import sys
 import time
 from pathlib import Path
 
-DEFAULT_DATA = "/work/shared/data/zinc/opt_test_800.logP-SA.txt"
+# ../shared/data/zinc beside the repository (the JT-VAE benchmark file)
+DEFAULT_DATA = str(Path(__file__).resolve().parents[2] / "shared" / "data" / "zinc" / "opt_test_800.logP-SA.txt")
 THRESHOLDS = (0.0, 0.2, 0.4, 0.6)
 
 # Published results (penalized logP improvement, mean +- std, and success rate) at each threshold.
@@ -79,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from molvae.checkpoint import load_model
     from molvae.chem import PROPERTIES, canonical_smiles, tanimoto, to_mol
-    from molvae.cli_optimize import parse_pairs
+    from molvae.config import parse_pairs
     from molvae.objectives import parse_objectives
     from molvae.optimize import build_surrogate, lead_summary, optimize_config_from_dict, optimize_leads
     from molvae.train import resolve_device
@@ -193,4 +194,6 @@ def _markdown(rows: list[dict], meta: dict) -> str:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from molvae.errors import run_script
+
+    run_script(main)

@@ -67,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from molvae.checkpoint import load_model
-    from molvae.cli_optimize import parse_pairs
+    from molvae.config import parse_pairs
     from molvae.objectives import parse_objectives
     from molvae.optimize import build_surrogate, candidates_table, optimize_config_from_dict, run_method, top_k_auc
     from molvae.train import resolve_device
@@ -128,4 +128,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from molvae.errors import run_script
+
+    run_script(main)

@@ -48,4 +48,6 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from molvae.errors import run_script
+
+    run_script(main)
