@@ -45,6 +45,7 @@ from typing import Any, Protocol
 
 import pandas as pd
 import torch
+from tqdm.auto import tqdm
 from torch import nn
 
 from molvae.checkpoint import LoadedModel
@@ -492,6 +493,7 @@ class Oracle:
         self.stats = OracleStats()
         self.candidates: list[Candidate] = []  # in call order
         self.stale_rounds = 0  # evaluate() calls in a row that scored no new molecule
+        self.on_calls: Callable[[int], Any] | None = None  # told how many oracle calls each evaluate() used (progress)
         self._reference_mol = to_mol(reference) if reference is not None else None
         if reference is not None and self._reference_mol is None:
             raise ValueError(f"reference SMILES {reference!r} does not parse")
@@ -570,6 +572,8 @@ class Oracle:
                 row.append((smiles, self._judge(smiles, step, notes[i], proposed[i])))
             statuses.append(row)
         self.stale_rounds = 0 if self.stats.calls > calls_before else self.stale_rounds + 1
+        if self.on_calls is not None and self.stats.calls > calls_before:
+            self.on_calls(self.stats.calls - calls_before)
         return [self._outcome(row) for row in statuses]
 
     def should_stop(self, max_stale_rounds: int) -> bool:
@@ -1031,7 +1035,9 @@ def run_method(loaded: LoadedModel, objectives: Sequence[Objective], method: str
     optimizer = _check_method(method)
     oracle = _new_oracle(loaded, objectives, method, config, filters, surrogate)
     started = time.perf_counter()
-    optimizer(oracle, surrogate, tuple(objectives), config, None)
+    with tqdm(total=config.budget, desc=method, unit="call", leave=False) as bar:
+        oracle.on_calls = bar.update
+        optimizer(oracle, surrogate, tuple(objectives), config, None)
     log.info("%s: %d calls, %d decodes (%d invalid, %d duplicates) in %.1f s", method, oracle.stats.calls,
              oracle.stats.decodes, oracle.stats.invalid, oracle.stats.duplicates, time.perf_counter() - started)
     return _method_result(oracle, time.perf_counter() - started)
@@ -1104,7 +1110,7 @@ def optimize_leads(loaded: LoadedModel, seeds: Sequence[str], objectives: Sequen
     rejected = {position: f"{reason}: {detail}".rstrip(": ") for position, reason, detail in encoded.rejected}
     rows = {position: row for row, position in enumerate(encoded.index)}
     results = []
-    for position, seed in enumerate(seeds):
+    for position, seed in enumerate(tqdm(seeds, desc=f"{method}: seeds", unit="seed", leave=False)):
         started = time.perf_counter()
         if position not in rows:
             result = LeadResult(position, seed, None, rejected.get(position, "not encoded"), method,

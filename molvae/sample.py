@@ -131,7 +131,8 @@ def encode_smiles(loaded: LoadedModel, smiles: Sequence[str], batch_size: int = 
     mus, logvars = [torch.empty(0, latent)], [torch.empty(0, latent)]
     if selfies:
         data = tokenize(selfies, canonical, vocab)
-        for start in range(0, len(data), batch_size):
+        for start in tqdm(range(0, len(data), batch_size), desc="encoding", unit="batch",
+                          disable=None if len(data) >= 20 * batch_size else True):
             batch = torch.arange(start, min(start + batch_size, len(data)))
             tokens, lengths = data.batch(batch, loaded.device)
             mu, logvar = loaded.model.encode(tokens, lengths)
