@@ -20,7 +20,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from molvae.checkpoint import CheckpointError, load_model, model_from_payload, read_checkpoint, save_checkpoint
+from molvae.checkpoint import (PRETRAINED, CheckpointError, load_model, model_from_payload, read_checkpoint,
+                               save_checkpoint)
 from molvae.chem import PROPERTIES, to_mol
 from molvae.config import RunConfig, to_toml
 from molvae.data import DataError, PreparedData, prepare, read_smiles_table, tokenize
@@ -80,6 +81,20 @@ def property_labels(prepared: PreparedData, names: list[str]) -> torch.Tensor | 
     return torch.stack(columns, dim=1)
 
 
+def _initial_model(config: RunConfig) -> tuple[MolVAE, Vocabulary, int]:
+    """The model, vocabulary and generation length of ``train.init`` (a checkpoint, or "pretrained"
+    for the shipped model): fine-tuning keeps its architecture, vocabulary and learned prior."""
+    path = PRETRAINED if config.train.init == "pretrained" else Path(config.train.init)
+    payload = read_checkpoint(path)
+    model, vocab = model_from_payload(payload)
+    if list(config.model.property_names) not in ([], list(model.config.property_names)):
+        raise CheckpointError(f"train.init = {config.train.init!r}: fine-tuning keeps that model's property head "
+                              f"({model.config.property_names or 'none'}), not {config.model.property_names}")
+    log.info("fine-tuning %s (%s symbols, prior %s): [model] settings come from it", path, len(vocab.symbols),
+             model.config.prior)
+    return model, vocab, int(payload["max_length"])
+
+
 def fcd_reference(config: TrainConfig, validation_smiles: list[str]) -> tuple[np.ndarray, np.ndarray]:
     """ChemNet (mean, covariance) that each epoch's prior samples are compared with (FCD), by
     ``train.eval_reference``: ``moses`` (the MOSES test set's shipped statistics), ``validation``
@@ -134,13 +149,7 @@ def _train_run(data_path, config: RunConfig, out: Path, tracker: Tracker, resume
     prepared = prepare(data_path, config.data)
     if main:
         context.barrier()
-    counts = prepared.counts()
-    if main:
-        prepared.rejected.to_csv(out / "rejected.csv", index=False)
-        files["rejected"] = out / "rejected.csv"
-        log.info("data: %s", ", ".join(f"{k}={v}" for k, v in counts.items()))
-
-    resume_state = None
+    resume_state, init_length = None, 0
     if resume:
         payload = read_checkpoint(out / LAST)
         if payload["meta"].get("data_sha256") != prepared.source_hash:
@@ -149,9 +158,19 @@ def _train_run(data_path, config: RunConfig, out: Path, tracker: Tracker, resume
         resume_state = payload["train_state"]
         if resume_state is None:
             raise CheckpointError(f"{out / LAST} holds no training state to resume from")
+    elif config.train.init:
+        model, vocab, init_length = _initial_model(config)
+        config = dataclasses.replace(config, model=dataclasses.replace(model.config, vocab_size=0))
     else:
         vocab = Vocabulary.build(prepared.kept["selfies"])
         model = MolVAE(dataclasses.replace(config.model, vocab_size=len(vocab)))
+    if resume or config.train.init:  # a vocabulary not built on this data: rows it cannot read are rejected
+        prepared = prepared.restrict_to_vocabulary(vocab)
+    counts = prepared.counts()
+    if main:
+        prepared.rejected.to_csv(out / "rejected.csv", index=False)
+        files["rejected"] = out / "rejected.csv"
+        log.info("data: %s", ", ".join(f"{k}={v}" for k, v in counts.items()))
 
     labels = property_labels(prepared, list(model.config.property_names))
     data = tokenize(prepared.kept["selfies"].tolist(), prepared.kept["smiles"].tolist(), vocab, labels)
@@ -168,7 +187,7 @@ def _train_run(data_path, config: RunConfig, out: Path, tracker: Tracker, resume
     if train_set.labels is not None:
         train_set.labels = (train_set.labels - model.property_mean) / model.property_std
         valid_set.labels = (valid_set.labels - model.property_mean) / model.property_std
-    max_length = int(data.lengths.max()) + max(4, int(0.1 * int(data.lengths.max())))
+    max_length = max(init_length, int(data.lengths.max()) + max(4, int(0.1 * int(data.lengths.max()))))
 
     model.to(device)
     n_params = sum(p.numel() for p in model.parameters())

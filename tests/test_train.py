@@ -160,3 +160,28 @@ def test_epoch_metrics_show_collapse_guards(tmp_path):
         assert column in history and history[column].notna().all(), column
     assert set(saved) == {"last", "best"}
     assert result.molecules_per_second > 0
+
+
+def test_fine_tuning_starts_from_a_checkpoint(trained_run, tmp_path):
+    """train.init keeps the checkpoint's architecture and vocabulary; rows it cannot read are rejected."""
+    from molvae.chem import StandardizeOptions, clean_smiles
+    from molvae.pipeline import train_run
+
+    from .conftest import tiny_config
+
+    start = load_model(trained_run.out_dir / "model.pt")
+    candidates = ["CC[Se]CC", "BrC(Br)(Br)Br", "C1=CC=CC=CC=C1", "O=[N+]([O-])c1ccccc1", "CC(C)(C)[Si](C)(C)C"]
+    unreadable = next(s for s in candidates
+                      if (sel := clean_smiles(s, StandardizeOptions(), 100)[1]) and start.vocab.unknown_symbols(sel))
+    table = pd.read_csv(MOLECULES_CSV)
+    table = pd.concat([table, pd.DataFrame({"SMILES": [unreadable]})], ignore_index=True)
+    data = tmp_path / "data.csv"
+    table.to_csv(data, index=False)
+    config = tiny_config(tmp_path, f'train.init="{trained_run.out_dir / "model.pt"}"', "train.epochs=1",
+                         "model.latent_dim=4")
+    summary = train_run(data, config, tmp_path / "tuned")
+    tuned = load_model(tmp_path / "tuned" / "model.pt")
+    assert tuned.model.config.latent_dim == start.model.config.latent_dim  # [model] came from the checkpoint
+    assert tuned.vocab.symbols == start.vocab.symbols
+    rejected = pd.read_csv(tmp_path / "tuned" / "rejected.csv")
+    assert rejected["reason"].tolist() == ["unknown_token"] and summary.data_counts["rejected_unknown_token"] == 1
