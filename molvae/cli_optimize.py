@@ -87,7 +87,7 @@ def load_recipe(args: argparse.Namespace) -> Recipe:
         raise ValueError("no objective: give --objective (e.g. 'qed:max') or objectives in --config")
 
     methods = tuple(m.strip() for m in args.method.split(",")) if args.method else tuple(table.get("methods", ()))
-    methods = methods or (("gradient", "random") if args.seeds else ("gradient", "bo", "random"))
+    methods = methods or (("neighbourhood", "gradient", "random") if args.seeds else ("gradient", "bo", "random"))
     for method in methods:
         if method not in OPTIMIZERS:
             raise ValueError(f"unknown method {method!r}; choose from {', '.join(OPTIMIZERS)}")
@@ -394,8 +394,8 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--config", help="TOML run file: objective/[[objectives]], methods, [optimize], [filters], "
                                     "[tracking] (see pipelines/optimize_*.toml); flags override it")
     p.add_argument("--out", required=True, help="output folder")
-    p.add_argument("--method", help="comma-separated methods: gradient, bo, random (default: all three; "
-                                    "with --seeds: gradient,random)")
+    p.add_argument("--method", help="comma-separated methods: gradient, bo, neighbourhood, random (default: "
+                                    "gradient,bo,random; with --seeds: neighbourhood,gradient,random)")
     p.add_argument("--budget", type=int, help="oracle calls per method (per seed with --seeds); default 1000")
     p.add_argument("--batch-size", type=int, help="latent points per round (parallel starts, BO batch); default 32")
     p.add_argument("--seed", type=int, help="random seed (default 0)")
