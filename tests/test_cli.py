@@ -196,3 +196,30 @@ def test_evaluate_with_the_moses_metric_set(tmp_path, capsys):
     for key in ("FCD/Test", "SNN/Test", "Frag/Test", "Scaf/Test", "FCD/TestSF", "IntDiv", "IntDiv2", "Filters",
                 "logP", "SA", "QED", "weight"):
         assert key in metrics, key
+
+
+def test_sampling_never_opens_the_training_file_of_a_self_contained_checkpoint(trained_run, tmp_path, monkeypatch,
+                                                                               capsys):
+    """The checkpoint carries its training set's hashes: novelty without reading or cleaning any file."""
+    import molvae.data
+    import molvae.trainset
+    from molvae.checkpoint import load_model
+
+    loaded = load_model(trained_run.out_dir / "model.pt")
+    assert len(loaded.training_index) == trained_run.data_counts["rows_kept"]
+    assert 0 < len(loaded.training_sample) <= trained_run.data_counts["rows_kept"]
+
+    def forbidden(*args, **kwargs):
+        raise AssertionError("the training file was read")
+
+    monkeypatch.setattr(molvae.data, "prepare", forbidden)
+    monkeypatch.setattr(molvae.data, "read_smiles_table", forbidden)
+    monkeypatch.setattr(molvae.trainset, "read_training_smiles", forbidden)
+    out = tmp_path / "s.csv"
+    assert main(["sample", "--model", str(trained_run.out_dir / "model.pt"), "-n", "20", "--out", str(out)]) == 0
+    table = pd.read_csv(out)
+    assert table.loc[table["valid"], "novel"].notna().all() and table["valid"].any()
+    # a training molecule is recognised as not novel through the hashes alone
+    from molvae.metrics import novelty
+
+    assert novelty([loaded.training_sample[0]], loaded.training_index) == 0.0
