@@ -55,6 +55,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from tqdm.auto import tqdm
 from rdkit import Chem, rdBase
 from rdkit.Chem.rdFingerprintGenerator import GetMorganGenerator
 from rdkit.Chem.Scaffolds import MurckoScaffold
@@ -388,7 +389,8 @@ def chemnet_activations(smiles: Sequence[str], device: str | None = None, batch_
     try:
         model.to(device)
         with torch.no_grad():
-            for start in range(0, len(smiles), batch_size):
+            for start in tqdm(range(0, len(smiles), batch_size), desc="ChemNet", unit="batch", leave=False,
+                              disable=None if len(smiles) >= 20 * batch_size else True):
                 one_hot = np.stack([get_one_hot(_chemnet_input(s), pad_len=_CHEMNET_PAD)
                                     for s in smiles[start:start + batch_size]])  # (B, 350, V)
                 features = torch.from_numpy(one_hot / one_hot.shape[2]).float().to(device)  # (B, 350, V)

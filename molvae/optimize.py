@@ -319,7 +319,8 @@ def fit_ensemble(z: torch.Tensor, y: torch.Tensor, labels: Sequence[str], n_memb
     n_train = len(train)
     bootstrap = torch.randint(0, n_train, (n_members, n_train), generator=generator).to(device)  # (K, Nt)
     optimizer = torch.optim.AdamW(ensemble.parameters(), lr=learning_rate, weight_decay=weight_decay)
-    for _ in range(epochs):
+    for _ in tqdm(range(epochs), desc="fitting the surrogate", unit="epoch", leave=False,
+                  disable=None if n_train * epochs >= 2_000_000 else True):
         shuffle = torch.rand(n_members, n_train, generator=generator).argsort(dim=1).to(device)  # (K, Nt)
         epoch_index = bootstrap.gather(1, shuffle)  # (K, Nt) each member's own order of its own sample
         for start in range(0, n_train, batch_size):
