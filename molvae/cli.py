@@ -266,15 +266,20 @@ def cmd_encode(args: argparse.Namespace) -> int:
 
 
 def cmd_reconstruct(args: argparse.Namespace) -> int:
+    from molvae.chem import tanimoto, to_mol
     from molvae.sample import decode_latents
 
     loaded, encoded, kept, rejected = _encode_input(args)
     kept["reconstruction"] = decode_latents(loaded, encoded.mu.to(loaded.device), temperature=0.0)
     kept["exact"] = kept["reconstruction"] == kept["smiles"]
+    kept["tanimoto"] = [tanimoto(to_mol(r), to_mol(s)) if r else 0.0 for r, s in zip(kept["reconstruction"], kept["smiles"])]
     out = Path(args.out)
     kept.to_csv(out, index=False)
     _write_rejected(rejected, out)
-    print(f"exact reconstruction {kept['exact'].mean() if len(kept) else 0.0:.3f} on {len(kept)} molecules; wrote {out}")
+    n_inputs = len(kept) + len(rejected)
+    print(f"exact reconstruction {kept['exact'].mean() if len(kept) else 0.0:.3f} on {len(kept)} encoded molecules "
+          f"({kept['exact'].sum() / max(n_inputs, 1):.3f} of all {n_inputs} inputs, {len(rejected)} rejected); "
+          f"mean Tanimoto of decode to input {kept['tanimoto'].mean() if len(kept) else 0.0:.3f}; wrote {out}")
     return 0
 
 
