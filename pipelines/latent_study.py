@@ -37,11 +37,21 @@ ARMS: dict[str, list[str]] = {
     "flow_kl_target": ["model.prior=flow", "train.kl_target=40.0", "train.kl_weight=1.0"],
     "mixture_kl_target": ["model.prior=mixture", "train.kl_target=40.0", "train.kl_weight=1.0"],
 }
+# name -> the arm whose trained model gets a flow prior fitted after training (molvae fit-prior)
+POSTHOC: dict[str, str] = {"baseline_fit_prior": "baseline", "flow_fit_prior": "flow"}
 
 
 def _train(arm: str, overrides: list[str], args: argparse.Namespace) -> subprocess.Popen:
     out = Path(args.out) / arm
     out.mkdir(parents=True, exist_ok=True)
+    if arm in POSTHOC:  # no training: fit a prior to the trained model of another arm
+        source = Path(args.out) / POSTHOC[arm]
+        (out / "metrics.json").write_text((source / "metrics.json").read_text())
+        command = [sys.executable, "-m", "molvae", "fit-prior", "--model", str(source / "model.pt"),
+                   "--steps", str(args.prior_steps), "--out", str(out / "model.pt")]
+        print(f"[study] fitting a flow prior to {POSTHOC[arm]}", flush=True)
+        return subprocess.Popen(command, stdout=open(out / "train.log", "w"), stderr=subprocess.STDOUT,
+                                env={**os.environ, "OMP_NUM_THREADS": str(args.threads)})
     command = [sys.executable, "-m", "molvae", "train", "--data", args.data, "--config", args.config, "--out", str(out),
                "--no-track", "--set", f"train.max_minutes={args.minutes}", "--set", f"train.num_threads={args.threads}",
                "--set", "sample.n=0", "--set", f"data.workers={args.threads}"]
@@ -58,8 +68,8 @@ def _score(arm: str, args: argparse.Namespace) -> dict[str, object]:
 
     from molvae.checkpoint import load_model
     from molvae.data import prepare
-    from molvae.metrics import generation_quality, novelty, uniqueness, validity
-    from molvae.moses import load_moses, moses_test_fcd_reference
+    from molvae.metrics import canonical_valid, generation_quality, novelty, uniqueness, validity
+    from molvae.moses import _chemnet_moments, _fcd, load_moses, moses_test_fcd_reference
     from molvae.chem import tanimoto, to_mol
     from molvae.sample import decode_latents, encode_smiles, sample_prior
 
@@ -82,7 +92,7 @@ def _score(arm: str, args: argparse.Namespace) -> dict[str, object]:
     with torch.no_grad():
         z = encoded_train.mu + torch.exp(0.5 * encoded_train.logvar) * torch.randn(encoded_train.mu.shape, generator=generator)
         posterior = decode_latents(loaded, z, temperature=1.0, generator=generator)
-    row["posterior_fcd"] = generation_quality(posterior, reference)["sample_fcd"]
+    row["posterior_fcd"] = _fcd(_chemnet_moments(canonical_valid(posterior), None), reference)
     held_out = load_moses(Path(args.moses), ["test"])["test"][: args.n_reconstruct]
     encoded = encode_smiles(loaded, held_out)
     with torch.no_grad():
@@ -127,7 +137,8 @@ def main(argv: list[str] | None = None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
     parser.add_argument("--data", default="data/moses_sample_25k.csv")
     parser.add_argument("--config", default="pipelines/quickstart.toml")
-    parser.add_argument("--arms", nargs="+", default=list(ARMS), help=f"from: {', '.join(ARMS)}")
+    parser.add_argument("--arms", nargs="+", default=[*ARMS, *POSTHOC], help=f"from: {', '.join([*ARMS, *POSTHOC])}")
+    parser.add_argument("--prior-steps", type=int, default=1000, help="fit-prior steps of the post-hoc arms")
     parser.add_argument("--minutes", type=float, default=7.0, help="training budget of every arm")
     parser.add_argument("--threads", type=int, default=1, help="CPU threads per arm")
     parser.add_argument("--parallel", type=int, default=2, help="arms trained at once")
@@ -137,9 +148,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--moses", default="data/moses", help="MOSES data folder (molvae fetch-moses)")
     parser.add_argument("--out", default="runs/study")
     args = parser.parse_args(argv)
-    unknown = [a for a in args.arms if a not in ARMS]
+    unknown = [a for a in args.arms if a not in ARMS and a not in POSTHOC]
     if unknown:
-        parser.error(f"unknown arm(s) {unknown}; choose from {', '.join(ARMS)}")
+        parser.error(f"unknown arm(s) {unknown}; choose from {', '.join([*ARMS, *POSTHOC])}")
     for path in (args.data, args.config):
         if not Path(path).is_file():
             print(f"error: {path}: no such file", file=sys.stderr)
@@ -152,12 +163,20 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
     pending = [a for a in args.arms if not (Path(args.out) / a / "model.pt").exists()]
+    missing = [a for a in pending if a in POSTHOC and POSTHOC[a] not in pending
+               and not (Path(args.out) / POSTHOC[a] / "model.pt").exists()]
+    if missing:
+        parser.error(f"{missing[0]} starts from arm {POSTHOC[missing[0]]}: train that arm too")
     running: dict[str, subprocess.Popen] = {}
     failed = []
     while pending or running:
-        while pending and len(running) < args.parallel:
-            arm = pending.pop(0)
-            running[arm] = _train(arm, ARMS[arm], args)
+        while len(running) < args.parallel:
+            # a post-hoc arm waits until the arm it starts from is trained
+            ready = [a for a in pending if POSTHOC.get(a) not in pending + list(running)]
+            if not ready:
+                break
+            pending.remove(ready[0])
+            running[ready[0]] = _train(ready[0], ARMS.get(ready[0], []), args)
         time.sleep(5)
         for arm, process in list(running.items()):
             if process.poll() is not None:
