@@ -36,7 +36,7 @@ class ModelConfig:
     dropout: float = 0.1  # between stacked GRU layers (no effect with a single layer)
     property_names: list[str] = field(default_factory=list)  # properties predicted from z (joint head)
     property_hidden: int = 128  # width of the property head's hidden layer
-    prior: str = "gaussian"  # p(z): gaussian (N(0, I)), flow (RealNVP over N(0, I)) or mixture, learned with the VAE
+    prior: str = "flow"  # p(z): flow (RealNVP over N(0, I), learned with the VAE), mixture (learned Gaussians) or gaussian (N(0, I))
     prior_layers: int = 6  # flow: affine coupling layers
     prior_hidden: int = 256  # flow: width of each coupling network
     prior_components: int = 64  # mixture: Gaussian components

@@ -1073,7 +1073,7 @@ def run_method(loaded: LoadedModel, objectives: Sequence[Objective], method: str
     optimizer = _check_method(method)
     oracle = _new_oracle(loaded, objectives, method, config, filters, surrogate)
     started = time.perf_counter()
-    with tqdm(total=config.budget, desc=method, unit="call", leave=False) as bar:
+    with tqdm(total=config.budget, desc=method, unit="call", leave=False, disable=None) as bar:
         oracle.on_calls = bar.update
         optimizer(oracle, surrogate, tuple(objectives), config, None)
     log.info("%s: %d calls, %d decodes (%d invalid, %d duplicates) in %.1f s", method, oracle.stats.calls,
@@ -1148,7 +1148,7 @@ def optimize_leads(loaded: LoadedModel, seeds: Sequence[str], objectives: Sequen
     rejected = {position: f"{reason}: {detail}".rstrip(": ") for position, reason, detail in encoded.rejected}
     rows = {position: row for row, position in enumerate(encoded.index)}
     results = []
-    for position, seed in enumerate(tqdm(seeds, desc=f"{method}: seeds", unit="seed", leave=False)):
+    for position, seed in enumerate(tqdm(seeds, desc=f"{method}: seeds", unit="seed", leave=False, disable=None)):
         started = time.perf_counter()
         if position not in rows:
             result = LeadResult(position, seed, None, rejected.get(position, "not encoded"), method,

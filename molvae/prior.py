@@ -62,7 +62,7 @@ def fit_prior(loaded: LoadedModel, smiles: Sequence[str], *, steps: int = 3000, 
     flow.requires_grad_(True)
     optimizer = torch.optim.Adam(flow.parameters(), lr=learning_rate)
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 0.5 * (1 + math.cos(math.pi * step / steps)))
-    for _ in tqdm(range(steps), desc="fitting the prior", unit="step", leave=False):
+    for _ in tqdm(range(steps), desc="fitting the prior", unit="step", leave=False, disable=None):
         batch = train[torch.randint(len(train), (batch_size,), generator=generator)]
         z = mu[batch] + sigma[batch] * torch.randn(batch_size, mu.size(1), generator=generator)  # (B, Z) ~ q(z|x)
         loss = -flow.log_prob(z).mean()
