@@ -203,9 +203,36 @@ def cmd_merge(args: argparse.Namespace) -> int:
     return 0
 
 
+def _evaluation_cache(args: argparse.Namespace) -> Path | None:
+    """Where the MOSES metric table of these exact inputs is kept: keyed by the SHA-256 of the samples
+    file, of the MOSES files used and of ``--train``, and by the molvae, RDKit and fcd versions."""
+    import hashlib
+    import importlib.metadata
+
+    from rdkit import rdBase
+
+    from molvae import __version__
+
+    digest = hashlib.sha256(f"{__version__}|{rdBase.rdkitVersion}|{importlib.metadata.version('fcd')}|"
+                            f"{args.smiles_column}".encode())
+    moses = Path(args.moses)
+    files = [Path(args.samples), *(moses / name for name in ("train.csv.gz", "test.csv.gz", "test_scaffolds.csv.gz",
+                                                             "test_stats.npz", "test_scaffolds_stats.npz"))]
+    files += [Path(args.train)] if args.train else []
+    for path in files:
+        if path.is_file():
+            with open(path, "rb") as f:
+                digest.update(path.name.encode() + hashlib.file_digest(f, "sha256").digest())
+    return Path(".cache") / "molvae" / f"moses-metrics-{digest.hexdigest()[:24]}.json"
+
+
 def cmd_evaluate(args: argparse.Namespace) -> int:
     smiles = _read_smiles(args.samples, args.smiles_column)
-    if args.moses:
+    cache = _evaluation_cache(args) if args.moses else None
+    if cache is not None and cache.is_file():
+        log.info("MOSES metrics of these exact files were computed before: %s", cache)
+        metrics = json.loads(cache.read_text())
+    elif args.moses:
         from molvae.moses import load_moses, moses_metrics, moses_reference_stats
 
         # MOSES's own reference statistics when fetch-moses put them there, else computed (and cached)
@@ -216,6 +243,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         # Novelty against --train when given, else against the MOSES training SMILES as written (MOSES's definition)
         train = _training_file_set(args.train) if args.train else frozenset(splits["train"])
         metrics = moses_metrics(smiles, references["test"], references["test_scaffolds"], train)
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        cache.write_text(json.dumps(metrics, indent=2) + "\n")
     else:
         from molvae.metrics import evaluate_samples
 

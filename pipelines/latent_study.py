@@ -147,6 +147,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--n-reconstruct", type=int, default=1000)
     parser.add_argument("--moses", default="data/moses", help="MOSES data folder (molvae fetch-moses)")
     parser.add_argument("--out", default="runs/study")
+    parser.add_argument("--extra", help="CSV of more points for the plot: arm, minutes, fcd, exact_reconstruction")
+    parser.add_argument("--plot-only", action="store_true", help="redraw study.png from study.csv (and --extra)")
     args = parser.parse_args(argv)
     unknown = [a for a in args.arms if a not in ARMS and a not in POSTHOC]
     if unknown:
@@ -162,6 +164,8 @@ def main(argv: list[str] | None = None) -> int:
         print("error: --minutes, --threads and --parallel must be positive", file=sys.stderr)
         return 2
 
+    if args.plot_only:
+        args.arms = []
     pending = [a for a in args.arms if not (Path(args.out) / a / "model.pt").exists()]
     missing = [a for a in pending if a in POSTHOC and POSTHOC[a] not in pending
                and not (Path(args.out) / POSTHOC[a] / "model.pt").exists()]
@@ -193,13 +197,17 @@ def main(argv: list[str] | None = None) -> int:
     rows = [_score(arm, args) for arm in args.arms if arm not in failed]
     out = Path(args.out)
     table_path = out / "study.csv"
-    table = pd.DataFrame(rows)
+    table = pd.DataFrame(rows, columns=["arm", "minutes"] if not rows else None)
     if table_path.exists():  # keep rows of other arms and budgets
         old = pd.read_csv(table_path)
         old = old[~old.set_index(["arm", "minutes"]).index.isin(table.set_index(["arm", "minutes"]).index)]
         table = pd.concat([old, table], ignore_index=True)
     table.to_csv(table_path, index=False)
-    _plot(table, out / "study.png")
+    shown = table
+    if args.extra:  # points measured elsewhere (e.g. longer runs on other data), drawn beside the arms
+        extra = pd.read_csv(args.extra)
+        shown = pd.concat([table, extra[["arm", "minutes", "fcd", "exact_reconstruction"]]], ignore_index=True)
+    _plot(shown, out / "study.png")
     print(table.to_string(index=False))
     print(f"[study] {table_path}, {out / 'study.png'}")
     return 1 if failed else 0

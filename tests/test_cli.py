@@ -180,8 +180,12 @@ def test_pretrained_model_ships_loads_and_samples(tmp_path, capsys):
     assert len(pd.read_csv(out)) == 10
 
 
-def test_evaluate_with_the_moses_metric_set(tmp_path, capsys):
+def test_evaluate_with_the_moses_metric_set(tmp_path, capsys, monkeypatch):
     import gzip
+
+    import molvae.moses
+
+    monkeypatch.chdir(tmp_path)  # the result cache goes to ./.cache/molvae
 
     smiles = pd.read_csv(MOLECULES_CSV)["SMILES"].tolist()
     for split, part in (("train", smiles[:32]), ("test", smiles[32:48]), ("test_scaffolds", smiles[48:])):
@@ -196,6 +200,11 @@ def test_evaluate_with_the_moses_metric_set(tmp_path, capsys):
     for key in ("FCD/Test", "SNN/Test", "Frag/Test", "Scaf/Test", "FCD/TestSF", "IntDiv", "IntDiv2", "Filters",
                 "logP", "SA", "QED", "weight"):
         assert key in metrics, key
+    # the same files again: the table comes from the cache, nothing is recomputed
+    monkeypatch.setattr(molvae.moses, "moses_metrics", lambda *a, **k: pytest.fail("recomputed"))
+    again = tmp_path / "again.json"
+    assert main(["evaluate", str(samples), "--moses", str(tmp_path), "--out", str(again)]) == 0
+    assert json.loads(again.read_text()) == metrics
 
 
 def test_sampling_never_opens_the_training_file_of_a_self_contained_checkpoint(trained_run, tmp_path, monkeypatch,
