@@ -407,18 +407,22 @@ def test_cli_lead_optimization_without_tracking(trained_run, tmp_path):
     assert (out / "curve.png").exists() and (out / "best.png").exists()
 
 
-def test_cli_default_model_works_when_its_training_file_is_absent(tmp_path, monkeypatch, caplog):
-    """The pretrained model in a fresh clone: its MOSES training file is not fetched, so gradient
-    ascent fits its surrogate on the bundled MOSES sample instead of refusing to run."""
+@pytest.mark.parametrize("carries_sample", [True, False])
+def test_cli_default_model_works_when_its_training_file_is_absent(tmp_path, monkeypatch, caplog, carries_sample):
+    """The pretrained model in a fresh clone, its training file not there: gradient ascent fits its
+    surrogate on the training sample the checkpoint carries (or, for an older checkpoint without
+    one, on the bundled MOSES sample) instead of refusing to run."""
     from molvae.checkpoint import LoadedModel
 
     monkeypatch.setattr(LoadedModel, "data_path", property(lambda self: str(tmp_path / "not_fetched.csv.gz")))
+    if not carries_sample:
+        monkeypatch.setattr(LoadedModel, "training_sample", property(lambda self: None))
     out = tmp_path / "default"
     caplog.set_level("INFO", logger="molvae")
     args = parse(["--objective", "qed:max", "--method", "gradient", "--device", "cpu", "--out", str(out),
                   "--no-track", *FAST_FLAGS])
     assert cmd_optimize(args) == 0
-    assert "surrogate fitted on the bundled moses_sample_25k.csv" in caplog.text
+    assert ("surrogate fitted on the bundled moses_sample_25k.csv" in caplog.text) != carries_sample
     summary = pd.read_csv(out / "summary.csv")
     assert list(summary["method"]) == ["gradient"] and 0 < summary.loc[0, "oracle_calls"] <= 10
 
