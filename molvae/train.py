@@ -211,7 +211,7 @@ def fit(
 
     if config.select_by not in _SELECTORS:
         raise ValueError(f"train.select_by must be one of {', '.join(_SELECTORS)}, got {config.select_by!r}")
-    if config.select_by == "fcd" and (fcd_reference is None or not config.eval_samples):
+    if config.select_by == "fcd" and rank == 0 and (fcd_reference is None or not config.eval_samples):
         raise ValueError("train.select_by = 'fcd' needs per-epoch prior samples (train.eval_samples > 0) and an FCD reference")
     state: dict[str, Any] = {"epoch": 0, "batch": 0, "step": 0, "best_val_loss": math.inf, "best_epoch": -1,
                              "bad_epochs": 0, "history": [], "train_seconds": 0.0, "molecules_seen": 0,

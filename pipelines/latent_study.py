@@ -79,7 +79,7 @@ def _score(arm: str, args: argparse.Namespace) -> dict[str, object]:
     samples = sample_prior(loaded, args.n_samples, temperature=1.0, seed=0, progress=False)
     training = set(prepare(args.data, loaded.data_config).kept["smiles"])
     row: dict[str, object] = {"arm": arm, "minutes": args.minutes, "threads": args.threads}
-    row.update(validity=validity(samples), unique_at_10k=uniqueness(samples, min(10000, len(samples))),
+    row.update(validity=validity(samples), unique_at_min_10k_n=uniqueness(samples, min(10000, len(samples))),
                novelty=novelty(samples, training))
     reference = moses_test_fcd_reference()
     quality = generation_quality(samples, reference)
