@@ -4,7 +4,7 @@ MLflow executes this file when the model is loaded; molvae never imports it. The
 travels as an artifact and is read with our own loader (``weights_only=True``), so no pickled
 object is involved::
 
-    model = mlflow.pyfunc.load_model("runs:/<run_id>/model")
+    model = mlflow.pyfunc.load_model("models:/<model_id>")  # printed by molvae train
     smiles = model.predict(pandas.DataFrame({"n": [100]}), params={"temperature": 1.0, "seed": 0})
 """
 
