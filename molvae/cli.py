@@ -90,13 +90,6 @@ def _read_smiles(path: str, column: str = "") -> list[str]:
     return table[smiles_column].tolist()
 
 
-def _training_file_set(path: str | None) -> set[str] | None:
-    from molvae.trainset import read_training_smiles
-
-    smiles = read_training_smiles(path)
-    return None if smiles is None else set(smiles)
-
-
 def _print_table(title: str, metrics: dict[str, float]) -> None:
     width = max(len(k) for k in metrics) if metrics else 0
     print(f"\n{title}")
@@ -227,6 +220,8 @@ def _evaluation_cache(args: argparse.Namespace) -> Path | None:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
+    from molvae.trainset import read_training_set
+
     smiles = _read_smiles(args.samples, args.smiles_column)
     cache = _evaluation_cache(args) if args.moses else None
     if cache is not None and cache.is_file():
@@ -241,14 +236,14 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         splits = load_moses(Path(args.moses), wanted)
         references = {split: shipped[split] if shipped[split] is not None else splits[split] for split in shipped}
         # Novelty against --train when given, else against the MOSES training SMILES as written (MOSES's definition)
-        train = _training_file_set(args.train) if args.train else frozenset(splits["train"])
+        train = read_training_set(args.train) if args.train else frozenset(splits["train"])
         metrics = moses_metrics(smiles, references["test"], references["test_scaffolds"], train)
         cache.parent.mkdir(parents=True, exist_ok=True)
         cache.write_text(json.dumps(metrics, indent=2) + "\n")
     else:
         from molvae.metrics import evaluate_samples
 
-        metrics = evaluate_samples(smiles, _training_file_set(args.train))
+        metrics = evaluate_samples(smiles, read_training_set(args.train))
     _print_table(f"{args.samples}: {len(smiles)} molecules", metrics)
     if args.out:
         Path(args.out).write_text(json.dumps(metrics, indent=2) + "\n")

@@ -75,26 +75,29 @@ def read_training_smiles(path: str | None, config=None) -> list[str] | None:
     return prepare(path, config).kept["smiles"].tolist()
 
 
+def read_training_set(path: str | None, config=None) -> set[str] | None:
+    """:func:`read_training_smiles` as a set, for novelty."""
+    smiles = read_training_smiles(path, config)
+    return None if smiles is None else set(smiles)
+
+
 def novelty_reference(loaded, path: str | None = None) -> TrainingSetIndex | set[str] | None:
     """What generated molecules are checked against for novelty: the file ``path`` when given, else
     the hashes the checkpoint carries, else (older checkpoints) the model's training file, re-read."""
     if path:
-        smiles = read_training_smiles(path)
-        return None if smiles is None else set(smiles)
-    if loaded.training_index is not None:
-        return loaded.training_index
+        return read_training_set(path)
+    index = loaded.training_index
+    if index is not None:
+        return index
     if loaded.data_path:
         import logging
 
         logging.getLogger(__name__).info("this checkpoint carries no training-set hashes (made before molvae 0.2): "
                                          "reading its training file %s for novelty", loaded.data_path)
-    smiles = read_training_smiles(loaded.data_path, loaded.data_config)
-    return None if smiles is None else set(smiles)
+    return read_training_set(loaded.data_path, loaded.data_config)
 
 
 def surrogate_molecules(loaded) -> list[str] | None:
     """Training molecules to fit a property surrogate on: the sample the checkpoint carries, else
     (older checkpoints) the model's training file, re-read."""
-    if loaded.training_sample:
-        return loaded.training_sample
-    return read_training_smiles(loaded.data_path, loaded.data_config)
+    return loaded.training_sample or read_training_smiles(loaded.data_path, loaded.data_config)

@@ -87,7 +87,8 @@ def _score(arm: str, args: argparse.Namespace) -> dict[str, object]:
     # The same decoder fed z ~ q(z | x) of training molecules instead of z ~ p(z): the gap between the
     # two FCDs is what the prior's holes cost; a gap near zero means the prior covers where molecules are.
     generator = torch.Generator().manual_seed(1)
-    picked = [sorted(training)[i] for i in torch.randperm(len(training), generator=generator)[: args.n_samples].tolist()]
+    ordered = sorted(training)
+    picked = [ordered[i] for i in torch.randperm(len(ordered), generator=generator)[: args.n_samples].tolist()]
     encoded_train = encode_smiles(loaded, picked)
     with torch.no_grad():
         z = encoded_train.mu + torch.exp(0.5 * encoded_train.logvar) * torch.randn(encoded_train.mu.shape, generator=generator)
