@@ -130,7 +130,8 @@ def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
 
 def model_from_payload(payload: dict[str, Any]) -> tuple[MolVAE, Vocabulary]:
     known = {f.name for f in fields(ModelConfig)}
-    recorded = {"prior": "gaussian", **payload["model_config"]}  # checkpoints from before learned priors had N(0, I)
+    # checkpoints from before learned priors had N(0, I); from before exemplar priors, none
+    recorded = {"prior": "gaussian", "exemplars": 0, **payload["model_config"]}
     config = ModelConfig(**{k: v for k, v in recorded.items() if k in known})
     vocab = Vocabulary.from_dict(payload["vocab"])
     if config.vocab_size != len(vocab):

@@ -155,6 +155,13 @@ def cmd_sample(args: argparse.Namespace) -> int:
     if shards > 1 and device in ("auto", "cuda") and "LOCAL_RANK" in os.environ:
         device = f"cuda:{os.environ['LOCAL_RANK']}"  # one GPU per torchrun process
     loaded = _load(args.model, device)
+    if args.spread is not None:
+        if args.spread <= 0:
+            raise UserError(f"--spread must be > 0, got {args.spread}")
+        if loaded.model.exemplars is None or not loaded.model.exemplars.fitted:
+            raise UserError(f"{args.model or 'the pretrained model'} samples from its trained prior, not from "
+                            "exemplars: --spread does not apply (give it one with `molvae fit-prior`)")
+        loaded.model.exemplars.spread = args.spread
     n = args.n // shards + (1 if shard < args.n % shards else 0)
     # Distinct, reproducible seeds per shard: the union of the shards is one large sample.
     seed = args.seed + 1_000_003 * shard
@@ -383,14 +390,30 @@ def cmd_map(args: argparse.Namespace) -> int:
 
 def cmd_fit_prior(args: argparse.Namespace) -> int:
     from molvae.checkpoint import save_checkpoint
-    from molvae.prior import fit_prior
+    from molvae.model import ModelConfig
+    from molvae.prior import fit_exemplar_prior, fit_prior
     from molvae.trainset import surrogate_molecules
 
+    count = ModelConfig.exemplars if args.count is None else args.count
+    spread = ModelConfig.exemplar_spread if args.spread is None else args.spread
+    if count < 1 or spread <= 0:
+        raise UserError(f"--count must be >= 1 and --spread > 0 (got {count} and {spread})")
     loaded = _load(args.model, "cpu")
     smiles = _read_smiles(args.data, args.smiles_column) if args.data else surrogate_molecules(loaded)
     if not smiles:
         raise UserError("no molecules to fit the prior on: give --data (the model carries no training sample "
                         "and its training file is not found)")
+    if args.kind == "exemplars":
+        try:
+            model = fit_exemplar_prior(loaded, smiles, count=count, spread=spread, seed=args.seed)
+        except ValueError as err:
+            raise UserError(str(err)) from None
+        meta = {**loaded.meta, "prior_fit": {"kind": "exemplars", "exemplars": model.exemplars.means.size(0),
+                                             "spread": spread, "data": args.data or "training sample"}}
+        save_checkpoint(args.out, model, loaded.vocab, loaded.max_length, meta)
+        print(f"exemplar prior: posteriors of {model.exemplars.means.size(0)} molecules, spread {spread}; "
+              f"wrote {args.out}")
+        return 0
     model, figures = fit_prior(loaded, smiles, steps=args.steps, seed=args.seed)
     meta = {**loaded.meta, "prior_fit": {**figures, "steps": args.steps, "data": args.data or "training sample"}}
     save_checkpoint(args.out, model, loaded.vocab, loaded.max_length, meta)
@@ -479,6 +502,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="output CSV path")
     p.add_argument("--temperature", type=float, default=1.0, help="softmax temperature; 0 = greedy (default 1.0)")
     p.add_argument("--top-k", type=int, default=0, help="sample among the k likeliest tokens (default: all)")
+    p.add_argument("--spread", type=float, help="widen the exemplar posteriors z is drawn from by this factor: "
+                                                "higher = more novel, less like the training data (default: the model's)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--batch-size", type=int, default=1024)
     p.add_argument("--train", help="training file for the novelty flag (default: the model's own training data)")
@@ -547,14 +572,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="latent_map.png")
     p.set_defaults(func=cmd_map)
 
-    p = sub.add_parser("fit-prior", help="fit a flow prior to where the encoder puts molecules (after training)",
-                       description="Draw z ~ q(z|x) for molecules (default: the training sample the checkpoint "
-                                   "carries) and fit a RealNVP prior to them, encoder and decoder frozen; prior "
-                                   "samples then come from where molecules are encoded. Writes a new checkpoint.")
+    p = sub.add_parser("fit-prior", help="fit the sampling prior to where the encoder puts molecules (after training)",
+                       description="Give a trained model a sampling prior fitted to where its encoder puts molecules "
+                                   "(default: the training sample the checkpoint carries), encoder and decoder "
+                                   "frozen. --kind exemplars (what `molvae train` now does itself): sampling draws "
+                                   "from the posteriors of --count of those molecules, widened by --spread. --kind "
+                                   "flow: a RealNVP prior fitted to draws of those posteriors. Writes a new checkpoint.")
     model_args(p)
+    p.add_argument("--kind", choices=("exemplars", "flow"), default="exemplars", help="default: exemplars")
+    p.add_argument("--count", type=int,
+                   help="exemplars: molecules whose posteriors are kept (default: model.exemplars of `molvae train`)")
+    p.add_argument("--spread", type=float,
+                   help="exemplars: factor on their posterior standard deviations; higher = more novel, less like "
+                        "the data (default: model.exemplar_spread of `molvae train`)")
     p.add_argument("--data", help="SMILES file to draw molecules from (default: the checkpoint's training sample)")
     p.add_argument("--smiles-column", default="", help="name of the SMILES column (default: found by name)")
-    p.add_argument("--steps", type=int, default=3000, help="optimizer steps of 1,024 draws (default 3000)")
+    p.add_argument("--steps", type=int, default=3000, help="flow: optimizer steps of 1,024 draws (default 3000)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", required=True, help="checkpoint to write")
     p.set_defaults(func=cmd_fit_prior)

@@ -16,7 +16,7 @@ from torch.nn.utils.rnn import pack_padded_sequence
 
 from molvae.vocab import BOS_ID, PAD_ID, UNK_ID
 
-__all__ = ["FlowPrior", "LossTerms", "MixturePrior", "ModelConfig", "MolVAE", "VAEOutput", "gaussian_kl",
+__all__ = ["ExemplarPrior", "FlowPrior", "LossTerms", "MixturePrior", "ModelConfig", "MolVAE", "VAEOutput", "gaussian_kl",
            "gaussian_log_prob", "mmd_to_samples", "vae_loss"]
 
 PRIORS = ("gaussian", "flow", "mixture")
@@ -40,6 +40,8 @@ class ModelConfig:
     prior_layers: int = 6  # flow: affine coupling layers
     prior_hidden: int = 256  # flow: width of each coupling network
     prior_components: int = 64  # mixture: Gaussian components
+    exemplars: int = 20000  # sampling draws z from the posteriors of this many training molecules, fitted after training (0 = from the prior)
+    exemplar_spread: float = 1.7  # their posterior standard deviations are widened by this factor: higher = more novel, less like the data
 
 
 @dataclass
@@ -149,6 +151,54 @@ class MixturePrior(nn.Module):
         return self.means[k] + noise * torch.exp(0.5 * self.logvars[k])
 
 
+class ExemplarPrior(nn.Module):
+    """The sampling distribution q(z) = 1/K sum_k N(z; mu_k, diag((spread sigma_k)^2)): the posteriors
+    of K training molecules, i.e. the aggregate posterior the decoder was trained on (Exemplar VAE,
+    Norouzi et al. 2020; a VampPrior whose pseudo-inputs are real molecules, Tomczak & Welling 2018).
+
+    Empty until :meth:`fit` is given the posteriors of training molecules after training; stored with
+    the weights (half precision). Only sampling uses it: the KL term and the optimizers' prior
+    penalty keep the trained prior. ``spread`` > 1 widens each posterior, trading likeness to the
+    data for novelty.
+    """
+
+    def __init__(self, dim: int, spread: float = 1.0):
+        super().__init__()
+        self.spread = spread
+        self.resize(0, dim)
+
+    def resize(self, count: int, dim: int | None = None) -> None:
+        """Make room for ``count`` exemplars (zeros; 0 = empty), e.g. before loading stored ones."""
+        dim = self.means.size(1) if dim is None else dim
+        device = self.means.device if hasattr(self, "means") else None
+        self.register_buffer("means", torch.zeros(count, dim, dtype=torch.float16, device=device))  # (K, Z)
+        self.register_buffer("sigmas", torch.zeros(count, dim, dtype=torch.float16, device=device))  # (K, Z)
+
+    @property
+    def fitted(self) -> bool:
+        return self.means.size(0) > 0
+
+    @torch.no_grad()
+    def fit(self, mu: torch.Tensor, logvar: torch.Tensor) -> None:
+        """Hold the posteriors (mu, logvar) (K, Z) of K training molecules."""
+        self.resize(mu.size(0))
+        self.means.copy_(mu)
+        self.sigmas.copy_(torch.exp(0.5 * logvar))
+
+    def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        if not self.fitted:
+            raise RuntimeError("the exemplar prior has not been fitted to training molecules")
+        return self.draw(self.means.float(), self.sigmas.float(), n, self.spread, generator)
+
+    @staticmethod
+    def draw(mu: torch.Tensor, sigma: torch.Tensor, n: int, spread: float,
+             generator: torch.Generator | None = None) -> torch.Tensor:
+        """``n`` draws (n, Z), each from a uniformly chosen posterior N(mu_k, diag((spread sigma_k)^2))."""
+        k = torch.randint(mu.size(0), (n,), device=mu.device, generator=generator)  # (n,)
+        noise = torch.randn(n, mu.size(1), device=mu.device, generator=generator)
+        return mu[k] + spread * sigma[k] * noise
+
+
 def mmd_to_samples(z: torch.Tensor, reference: torch.Tensor, scales: tuple[float, ...] = (0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0)) -> torch.Tensor:
     """Unbiased squared maximum mean discrepancy between two samples (B, Z) with inverse multiquadric
     kernels k(a, b) = C / (C + |a - b|^2), C = 2 Z s for each scale s (as in WAE, Tolstikhin et al. 2018)."""
@@ -195,14 +245,24 @@ class MolVAE(nn.Module):
             FlowPrior(c.latent_dim, c.prior_layers, c.prior_hidden) if c.prior == "flow"
             else MixturePrior(c.latent_dim, c.prior_components) if c.prior == "mixture" else None
         )
+        self.exemplars = ExemplarPrior(c.latent_dim, c.exemplar_spread) if c.exemplars > 0 else None
+
+    def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
+        held = state_dict.get("exemplars.means")
+        if self.exemplars is not None and held is not None:
+            self.exemplars.resize(held.shape[0])  # as many as were fitted (none while training)
+        return super().load_state_dict(state_dict, strict, assign)
 
     def prior_log_prob(self, z: torch.Tensor) -> torch.Tensor:
         """log p(z) (B,) under the model's prior."""
         return gaussian_log_prob(z) if self.prior is None else self.prior.log_prob(z)
 
     def sample_latent(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
-        """``n`` draws (n, Z) from the model's prior p(z): what prior sampling decodes."""
+        """``n`` draws (n, Z) of what prior sampling decodes: from the exemplar prior once it is
+        fitted, otherwise from the model's prior p(z)."""
         device = self.to_mu.weight.device
+        if self.exemplars is not None and self.exemplars.fitted:
+            return self.exemplars.sample(n, generator)
         if self.prior is None:
             return torch.randn(n, self.config.latent_dim, device=device, generator=generator)
         return self.prior.sample(n, generator)

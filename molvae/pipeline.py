@@ -32,7 +32,7 @@ from molvae.report import loss_curves_png, molecule_grid_png, sample_table, writ
 from molvae.sample import sample_prior
 from molvae.trainset import TrainingSetIndex, training_sample
 from molvae.tracking import NullTracker, Tracker, environment_tags
-from molvae.train import TrainConfig, TrainResult, fit, resolve_device
+from molvae.train import TrainConfig, TrainResult, fit, fit_exemplars, resolve_device
 from molvae.vocab import Vocabulary
 
 __all__ = ["TrainRunSummary", "property_labels", "split_indices", "train_run"]
@@ -81,9 +81,10 @@ def property_labels(prepared: PreparedData, names: list[str]) -> torch.Tensor | 
     return torch.stack(columns, dim=1)
 
 
-def _initial_model(config: RunConfig) -> tuple[MolVAE, Vocabulary, int]:
-    """The model, vocabulary and generation length of ``train.init`` (a checkpoint, or "pretrained"
-    for the shipped model): fine-tuning keeps its architecture, vocabulary and learned prior."""
+def _initial_model(config: RunConfig) -> tuple[MolVAE, Vocabulary, int, torch.Tensor]:
+    """The model, vocabulary, generation length and training-set hashes of ``train.init`` (a
+    checkpoint, or "pretrained" for the shipped model): fine-tuning keeps its architecture,
+    vocabulary and learned prior, and the molecules it was trained on stay "not novel"."""
     path = PRETRAINED if config.train.init == "pretrained" else Path(config.train.init)
     payload = read_checkpoint(path)
     model, vocab = model_from_payload(payload)
@@ -92,7 +93,13 @@ def _initial_model(config: RunConfig) -> tuple[MolVAE, Vocabulary, int]:
                               f"({model.config.property_names or 'none'}), not {config.model.property_names}")
     log.info("fine-tuning %s (%s symbols, prior %s): [model] settings come from it", path, len(vocab.symbols),
              model.config.prior)
-    return model, vocab, int(payload["max_length"])
+    return model, vocab, int(payload["max_length"]), _carried_hashes(payload)
+
+
+def _carried_hashes(payload: dict[str, Any]) -> torch.Tensor:
+    """The training-set hashes a checkpoint carries (empty for older checkpoints)."""
+    hashes = payload["meta"].get("training_hashes")
+    return hashes if isinstance(hashes, torch.Tensor) else torch.empty(0, dtype=torch.int64)
 
 
 def fcd_reference(config: TrainConfig, validation_smiles: list[str]) -> tuple[np.ndarray, np.ndarray]:
@@ -149,21 +156,24 @@ def _train_run(data_path, config: RunConfig, out: Path, tracker: Tracker, resume
     prepared = prepare(data_path, config.data)
     if main:
         context.barrier()
-    resume_state, init_length = None, 0
+    resume_state, init_length, earlier_hashes = None, 0, torch.empty(0, dtype=torch.int64)
     if resume:
         payload = read_checkpoint(out / LAST)
         if payload["meta"].get("data_sha256") != prepared.source_hash:
             raise CheckpointError(f"{out / LAST} was trained on different data than {data_path}")
         model, vocab = model_from_payload(payload)
         resume_state = payload["train_state"]
+        earlier_hashes = _carried_hashes(payload)  # a resumed fine-tuning run keeps its starting model's molecules
         if resume_state is None:
             raise CheckpointError(f"{out / LAST} holds no training state to resume from")
     elif config.train.init:
-        model, vocab, init_length = _initial_model(config)
+        model, vocab, init_length, earlier_hashes = _initial_model(config)
         config = dataclasses.replace(config, model=dataclasses.replace(model.config, vocab_size=0))
     else:
         vocab = Vocabulary.build(prepared.kept["selfies"])
         model = MolVAE(dataclasses.replace(config.model, vocab_size=len(vocab)))
+    if model.exemplars is not None and not resume:
+        model.exemplars.resize(0)  # fitted to this run's training molecules when it ends (not a starting model's)
     if resume or config.train.init:  # a vocabulary not built on this data: rows it cannot read are rejected
         prepared = prepared.restrict_to_vocabulary(vocab)
     counts = prepared.counts()
@@ -200,7 +210,8 @@ def _train_run(data_path, config: RunConfig, out: Path, tracker: Tracker, resume
         "mlflow_run_id": tracker.run_id or "",
         **environment_tags(),
         # novelty and surrogates read these instead of the training file
-        "training_hashes": TrainingSetIndex.from_smiles(prepared.kept["smiles"]).hashes,
+        "training_hashes": TrainingSetIndex(torch.cat([earlier_hashes,
+                                                       TrainingSetIndex.from_smiles(prepared.kept["smiles"]).hashes])).hashes,
         "training_sample": training_sample([data.smiles[i] for i in train_index.tolist()], seed=config.train.seed),
     }
     if main:
@@ -238,6 +249,13 @@ def _train_run(data_path, config: RunConfig, out: Path, tracker: Tracker, resume
                  fcd_reference=reference)
     if not main:
         return TrainRunSummary(out, result, counts, {}, files)
+    if result.stop_reason != "interrupted" and (out / BEST).exists() and model.config.exemplars:
+        payload = read_checkpoint(out / BEST)
+        best, _ = model_from_payload(payload)
+        n = fit_exemplars(best.to(device), train_set, config.train.seed)
+        save_checkpoint(out / BEST, best, vocab, max_length, payload["meta"])
+        log.info("exemplar prior: posteriors of %d training molecules (spread %.2f) stored in %s", n,
+                 best.config.exemplar_spread, out / BEST)
     pd.DataFrame(result.history).to_csv(out / "history.csv", index=False)
     files.update(history=out / "history.csv", checkpoint=out / BEST, last=out / LAST)
     if result.history:

@@ -1,11 +1,13 @@
-"""Fit a model's learned prior to its aggregate posterior after training.
+"""Fit a model's sampling prior to its aggregate posterior after training.
 
 A VAE trained with a light KL weight encodes molecules in a region of latent space that N(0, I)
 (or a prior learned alongside a still-moving encoder) covers only loosely; prior draws then land in
 "holes" that decode to odd molecules. :func:`fit_prior` draws z ~ q(z|x) for many training molecules
 and fits a RealNVP :class:`~molvae.model.FlowPrior` to them by maximum likelihood, with the encoder and
 decoder frozen; sampling then draws from where molecules actually are. The result is an ordinary
-checkpoint whose ``model.prior`` is ``flow``.
+checkpoint whose ``model.prior`` is ``flow``. :func:`fit_exemplar_prior` instead stores the posteriors
+of training molecules themselves (:class:`~molvae.model.ExemplarPrior`), what ``molvae train`` does
+at the end of every run; this gives existing checkpoints the same.
 """
 
 from __future__ import annotations
@@ -19,10 +21,10 @@ import torch
 from tqdm.auto import tqdm
 
 from molvae.checkpoint import LoadedModel
-from molvae.model import FlowPrior, MolVAE
+from molvae.model import FlowPrior, ModelConfig, MolVAE
 from molvae.sample import encode_smiles
 
-__all__ = ["fit_prior"]
+__all__ = ["fit_exemplar_prior", "fit_prior"]
 
 log = logging.getLogger(__name__)
 
@@ -79,3 +81,22 @@ def fit_prior(loaded: LoadedModel, smiles: Sequence[str], *, steps: int = 3000, 
              steps * batch_size, len(train), before, after)
     return model, {"molecules": float(len(train)), "held_out_log_prob_before": before,
                    "held_out_log_prob_after": after}
+
+
+def fit_exemplar_prior(loaded: LoadedModel, smiles: Sequence[str], *, count: int = ModelConfig.exemplars,
+                       spread: float = ModelConfig.exemplar_spread, seed: int = 0) -> MolVAE:
+    """A copy of ``loaded.model`` that samples from the posteriors of ``count`` random molecules of
+    ``smiles`` (widened by ``spread``); its weights and trained prior are unchanged."""
+    if count < 1 or spread <= 0:
+        raise ValueError(f"need count >= 1 and spread > 0, got {count} and {spread}")
+    order = torch.randperm(len(smiles), generator=torch.Generator().manual_seed(seed))[:count].sort().values
+    encoded = encode_smiles(loaded, [smiles[i] for i in order.tolist()])
+    if not encoded.smiles:
+        raise ValueError("none of the molecules can be encoded by this model")
+    model = MolVAE(dataclasses.replace(loaded.model.config, exemplars=count, exemplar_spread=spread))
+    state = {k: v for k, v in loaded.model.state_dict().items() if not k.startswith("exemplars.")}
+    model.load_state_dict(state, strict=False)  # every weight; the exemplars are new
+    model.exemplars.fit(encoded.mu, encoded.logvar)
+    log.info("exemplar prior: posteriors of %d of %d molecules (%d not encodable), spread %.2f",
+             len(encoded.smiles), len(smiles), len(encoded.rejected), spread)
+    return model.eval()

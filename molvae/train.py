@@ -25,7 +25,7 @@ from molvae.model import MolVAE, VAEOutput, mmd_to_samples, vae_loss
 from molvae.tracking import NullTracker, Tracker
 from molvae.vocab import Vocabulary
 
-__all__ = ["TrainConfig", "TrainResult", "TrainingDiverged", "autocast", "control_kl_weight", "fit", "kl_weight",
+__all__ = ["TrainConfig", "TrainResult", "TrainingDiverged", "autocast", "control_kl_weight", "fit", "fit_exemplars", "kl_weight",
            "resolve_device", "resolve_precision"]
 
 log = logging.getLogger(__name__)
@@ -258,7 +258,7 @@ def fit(
             samples: list[str | None] = []
             if rank == 0:
                 epoch_metrics, samples = evaluate_epoch(core, vocab, valid, config, max_length, epoch, training_smiles,
-                                                        autocast_dtype, fcd_reference)
+                                                        autocast_dtype, fcd_reference, exemplar_pool=train)
                 metrics.update(epoch_metrics)
             state["epoch"], state["batch"] = epoch + 1, 0
             watched = metrics.get(_SELECTORS[config.select_by], math.inf) if rank == 0 else math.inf
@@ -364,14 +364,57 @@ def _train_epoch(model, train, config, epoch, state, optimizer, scheduler, scale
 
 
 @torch.no_grad()
+@torch.no_grad()
+def posteriors(model: MolVAE, data: TokenizedSet, index: torch.Tensor, batch_size: int = 1024) -> tuple[torch.Tensor, torch.Tensor]:
+    """Encoder posteriors (mu, logvar) (N, Z) of the molecules ``index`` of ``data``, in that order."""
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    mus, logvars = [], []
+    for start in range(0, len(index), batch_size):
+        tokens, lengths = data.batch(index[start : start + batch_size], device)
+        mu, logvar = model.encode(tokens, lengths)
+        mus.append(mu.float())
+        logvars.append(logvar.float())
+    model.train(was_training)
+    empty = torch.empty(0, model.config.latent_dim, device=device)
+    return torch.cat(mus) if mus else empty, torch.cat(logvars) if logvars else empty
+
+
+def fit_exemplars(model: MolVAE, data: TokenizedSet, seed: int = 0) -> int:
+    """Fit ``model``'s exemplar prior (if it has one) to the posteriors of ``model.config.exemplars``
+    random molecules of ``data`` (its training set); returns how many."""
+    if model.exemplars is None:
+        return 0
+    generator = torch.Generator().manual_seed(seed)
+    index = torch.randperm(len(data), generator=generator)[: model.config.exemplars].sort().values
+    model.exemplars.fit(*posteriors(model, data, index))
+    return len(index)
+
+
+def _draw_latents(model: MolVAE, n: int, generator: torch.Generator, pool: TokenizedSet | None) -> torch.Tensor:
+    """What prior sampling of the model being trained decodes: for a model with an exemplar prior,
+    posteriors of ``n`` random molecules of ``pool`` (the training set), as the finished model will
+    sample; otherwise its trained prior."""
+    if model.exemplars is None or pool is None or not len(pool):
+        return model.sample_latent(n, generator)
+    index = torch.randint(len(pool), (n,), generator=generator, device=generator.device).cpu()
+    mu, logvar = posteriors(model, pool, index)
+    noise = torch.randn(mu.shape, device=mu.device, generator=generator)
+    return mu + model.config.exemplar_spread * torch.exp(0.5 * logvar) * noise
+
+
 def evaluate_epoch(model: MolVAE, vocab: Vocabulary, valid: TokenizedSet, config: TrainConfig, max_length: int,
                    epoch: int, training_smiles: set[str] | None, autocast_dtype: torch.dtype | None = None,
-                   fcd_reference: tuple[Any, Any] | None = None) -> tuple[dict[str, float], list[str | None]]:
+                   fcd_reference: tuple[Any, Any] | None = None,
+                   exemplar_pool: TokenizedSet | None = None) -> tuple[dict[str, float], list[str | None]]:
     """Validation loss terms at the full KL weight, token accuracy, exact greedy reconstruction of
-    held-out molecules, active latent units, and the quality of ``config.eval_samples`` prior samples:
-    validity / uniqueness / novelty, FCD against ``fcd_reference``, mean SA and QED, the MOSES filter
-    pass rate. Returns the metrics and the samples."""
-    from molvae.sample import decode_latents, sample_prior
+    held-out molecules, active latent units, and the quality of ``config.eval_samples`` prior samples
+    (drawn as the finished model will draw them: from the posteriors of molecules of
+    ``exemplar_pool`` for a model with an exemplar prior): validity / uniqueness / novelty, FCD
+    against ``fcd_reference``, mean SA and QED, the MOSES filter pass rate. Returns the metrics and
+    the samples."""
+    from molvae.sample import decode_latents
 
     device = next(model.parameters()).device
     model.eval()
@@ -425,7 +468,9 @@ def evaluate_epoch(model: MolVAE, vocab: Vocabulary, valid: TokenizedSet, config
         metrics["val_exact_reconstruction"] = sum(d == s for d, s in zip(decoded, valid.smiles[:held_out])) / held_out
     samples: list[str | None] = []
     if config.eval_samples:
-        samples = sample_prior(loaded, config.eval_samples, seed=config.seed + epoch, workers=1, progress=False)
+        generator = torch.Generator(device=device).manual_seed(config.seed + epoch)
+        z = _draw_latents(model, config.eval_samples, generator, exemplar_pool)
+        samples = decode_latents(loaded, z, temperature=1.0, generator=generator, workers=1)
         metrics["sample_validity"] = validity(samples)
         metrics["sample_uniqueness"] = uniqueness(samples)
         if training_smiles is not None:

@@ -14,11 +14,16 @@ standardized (largest fragment, neutralized) before encoding, and start score an
 refer to the standardized seed; the script also reports the figures measured against the
 molecule exactly as written in the file (the JT-VAE convention).
 
-Full size (GPU):   python pipelines/constrained_benchmark.py --model runs/zinc_opt/model.pt --out runs/constrained
-Reduced (2 CPUs):  ... --n 40 --budget 60 --threads 1
+The whole benchmark on a 2-core CPU, in two shards side by side, then merged:
 
-Writes OUT/leads_<delta>.csv per threshold, OUT/results.csv, OUT/results.md (the table) and
-OUT/results.json; prints the table.
+    for i in 0 1; do python pipelines/constrained_benchmark.py --out runs/constrained/shard$i \
+        --shard $i/2 --thresholds 0.4,0.6 --method neighbourhood --budget 100 --threads 1 & done; wait
+    python pipelines/constrained_benchmark.py --merge runs/constrained/shard0 runs/constrained/shard1 \
+        --out runs/constrained
+
+Writes OUT/leads_<delta>.csv per threshold (one row per molecule), OUT/results.csv, OUT/results.md
+(the table) and OUT/results.json; prints the table. Besides improvement and success, each row
+reports the oracle calls used and the share of decodes at or above the similarity floor.
 """
 
 from __future__ import annotations
@@ -39,9 +44,10 @@ DEFAULT_DATA = str(Path(__file__).resolve().parents[2] / "shared" / "data" / "zi
 THRESHOLDS = (0.0, 0.2, 0.4, 0.6)
 
 # Published results (penalized logP improvement, mean +- std, and success rate) at each threshold.
-REFERENCES = {
+REFERENCES = {  # (mean, std or None, success %) per threshold
     "JT-VAE": {0.0: (1.91, 2.04, 97.5), 0.2: (1.68, 1.85, 97.1), 0.4: (0.84, 1.45, 83.6), 0.6: (0.21, 0.71, 46.4)},
     "GCPN": {0.0: (4.20, 1.28, 100.0), 0.2: (4.12, 1.19, 100.0), 0.4: (2.49, 1.30, 100.0), 0.6: (0.79, 0.63, 100.0)},
+    "MolDQN": {0.4: (3.37, None, 100.0), 0.6: (1.86, None, 100.0)},  # the means the issue quotes
 }
 
 
@@ -59,12 +65,16 @@ def read_benchmark(path: str, n: int) -> list[tuple[str, float]]:
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", required=True, help="checkpoint (e.g. runs/zinc_opt/model.pt)")
+    p.add_argument("--model", help="checkpoint (default: the shipped model)")
     p.add_argument("--data", default=DEFAULT_DATA, help=f"benchmark file (default {DEFAULT_DATA})")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--n", type=int, default=800, help="first N molecules (default all 800)")
+    p.add_argument("--shard", help="I/N: run molecules I, I+N, I+2N, ... only (merge the shards with --merge)")
+    p.add_argument("--merge", nargs="+", metavar="DIR", help="combine the per-molecule files of finished shards "
+                                                            "into one table in --out (runs nothing)")
     p.add_argument("--thresholds", default=",".join(str(t) for t in THRESHOLDS), help="similarity thresholds")
-    p.add_argument("--method", default="gradient", help="gradient, bo or random (default gradient)")
+    p.add_argument("--method", default="neighbourhood",
+                   help="neighbourhood, gradient, bo or random (default neighbourhood)")
     p.add_argument("--budget", type=int, default=500, help="oracle calls per seed and threshold (default 500)")
     p.add_argument("--batch-size", type=int, default=32, help="parallel starts per seed (default 32)")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="any [optimize] setting (repeatable)")
@@ -75,25 +85,32 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.merge:
+        return merge(args.merge, Path(args.out))
+    shard, shards = _parse_shard(args.shard)
     import pandas as pd
     import torch
 
-    from molvae.checkpoint import load_model
+    from molvae.checkpoint import PRETRAINED, load_model
     from molvae.chem import PROPERTIES, canonical_smiles, tanimoto, to_mol
     from molvae.config import parse_pairs
     from molvae.objectives import parse_objectives
-    from molvae.optimize import build_surrogate, lead_summary, optimize_config_from_dict, optimize_leads
+    from molvae.optimize import build_surrogate, optimize_config_from_dict, optimize_leads
     from molvae.train import resolve_device
 
     if args.threads:
         torch.set_num_threads(args.threads)
+    if not Path(args.data).is_file():
+        raise SystemExit(f"error: {args.data}: no such benchmark file")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     plogp = PROPERTIES["plogp_raw"]
     objectives = parse_objectives("plogp_raw:max")
     pairs = read_benchmark(args.data, args.n)
-    seeds = [smiles for smiles, _ in pairs]
-    loaded = load_model(args.model, resolve_device(args.device))
+    positions = list(range(shard, len(pairs), shards))  # this shard's molecules (0-based file positions)
+    seeds = [pairs[i][0] for i in positions]
+    model_path = args.model or str(PRETRAINED)
+    loaded = load_model(model_path, resolve_device(args.device))
     settings = {"budget": args.budget, "batch_size": args.batch_size, **parse_pairs(args.set, "--set")}
     base = optimize_config_from_dict(settings)
 
@@ -105,60 +122,115 @@ def main(argv: list[str] | None = None) -> int:
 
             training = surrogate_molecules(loaded)
             if training is None:
-                raise SystemExit(f"error: {args.model} carries no training sample and its training file "
+                raise SystemExit(f"error: {model_path} carries no training sample and its training file "
                                  f"{loaded.data_path} is missing: a surrogate for gradient search cannot be fitted")
         surrogate, info = build_surrogate(loaded, objectives, base.surrogate, training, config=base)
 
     # Consistency of the file: its values are logP - SA (no cycle term) of the molecule as written.
     originals = [to_mol(s) for s in seeds]
     as_given = [plogp(m) for m in originals]
-    long_ring = sum(abs(v - listed) > 1e-3 for v, (_, listed) in zip(as_given, pairs))
+    long_ring = sum(abs(v - pairs[i][1]) > 1e-3 for v, i in zip(as_given, positions))
     changed = sum(canonical_smiles(s) is not None and canonical_smiles(s) != r
                   for s, r in zip(seeds, _standardized(seeds)))
 
-    rows, started_all = [], time.perf_counter()
+    started_all = time.perf_counter()
     for threshold in [float(t) for t in args.thresholds.split(",")]:
         config = optimize_config_from_dict({"min_similarity": threshold}, base)
-        started = time.perf_counter()
         results = optimize_leads(loaded, seeds, objectives, args.method, config, surrogate=surrogate,
                                  progress=lambda r: print(f"  delta {threshold}: seed {r.index + 1}/{len(seeds)} "
                                                           f"{'+%.2f' % r.improvement if r.success else 'no gain'}",
                                                           file=sys.stderr, flush=True))
-        seconds = time.perf_counter() - started
-        summary = lead_summary(results)
-        # The JT-VAE convention: improvement and similarity against the molecule as written in the file.
-        given_improvements, given_success = [], 0
-        for r, mol, start in zip(results, originals, as_given):
-            ok = (r.best is not None and tanimoto(to_mol(r.best.smiles), mol) >= threshold
-                  and r.best.score > start)
-            given_success += ok
-            given_improvements.append(r.best.score - start if ok else 0.0)
-        given_mean = sum(given_improvements) / len(results)
-        given_std = math.sqrt(sum((x - given_mean) ** 2 for x in given_improvements) / len(results))
-        frame = pd.DataFrame([{
-            "seed_index": r.index + 1, "seed_input": r.input, "seed_smiles": r.smiles, "status": r.status,
-            "start_plogp_raw": r.start_score, "start_as_given": start, "listed_value": listed,
-            "best_smiles": r.best.smiles if r.best else None, "best_plogp_raw": r.best.score if r.best else None,
-            "similarity": r.best.similarity if r.best else None, "improvement": r.improvement, "success": r.success,
-            "calls": r.stats.calls, "decodes": r.stats.decodes, "below_floor": r.stats.below_floor,
-            "seconds": r.seconds,
-        } for r, start, (_, listed) in zip(results, as_given, pairs)])
-        frame.to_csv(out / f"leads_{threshold:g}.csv", index=False)
-        rows.append({"threshold": threshold, **summary, "success_rate_as_given": given_success / len(results),
-                     "improvement_mean_as_given": given_mean, "improvement_std_as_given": given_std,
-                     "seconds": seconds})
+        rows = []
+        for r, mol, start, position in zip(results, originals, as_given, positions):
+            # The JT-VAE convention: improvement and similarity against the molecule as written in the file.
+            given_ok = (r.best is not None and tanimoto(to_mol(r.best.smiles), mol) >= threshold
+                        and r.best.score > start)
+            rows.append({
+                "seed_index": position + 1, "seed_input": r.input, "seed_smiles": r.smiles, "status": r.status,
+                "start_plogp_raw": r.start_score, "start_as_given": start, "listed_value": pairs[position][1],
+                "best_smiles": r.best.smiles if r.best else None, "best_plogp_raw": r.best.score if r.best else None,
+                "similarity": r.best.similarity if r.best else None, "improvement": r.improvement,
+                "success": r.success, "improvement_as_given": r.best.score - start if given_ok else 0.0,
+                "success_as_given": given_ok, "calls": r.stats.calls, "decodes": r.stats.decodes,
+                "below_floor": r.stats.below_floor, "seconds": r.seconds,
+            })
+        pd.DataFrame(rows).to_csv(out / f"leads_{threshold:g}.csv", index=False)
 
+    meta = {"model": model_path, "data": args.data, "molecules": len(seeds), "shard": f"{shard}/{shards}",
+            "method": args.method, "budget_per_seed_and_threshold": args.budget, "batch_size": args.batch_size,
+            "surrogate": info, "seeds_with_long_ring": long_ring, "seeds_changed_by_standardization": changed,
+            "seconds": time.perf_counter() - started_all}
+    (out / "run.json").write_text(json.dumps(meta, indent=2, default=str) + "\n")
+    return write_table([out], out)
+
+
+def merge(folders: list[str], out: Path) -> int:
+    """Combine finished shards (their run.json and leads_<delta>.csv) into one table in ``out``."""
+    missing = [f for f in folders if not (Path(f) / "run.json").is_file()]
+    if missing:
+        raise SystemExit(f"error: {missing[0]}: no run.json (not a finished shard of this script)")
+    out.mkdir(parents=True, exist_ok=True)
+    return write_table([Path(f) for f in folders], out)
+
+
+def write_table(folders: list[Path], out: Path) -> int:
+    """results.csv / .json / .md over the per-molecule files of ``folders`` (one run or its shards)."""
+    import pandas as pd
+
+    runs = [json.loads((f / "run.json").read_text()) for f in folders]
+    settings = {k: runs[0][k] for k in ("model", "data", "method", "budget_per_seed_and_threshold")}
+    if any({k: r[k] for k in settings} != settings for r in runs):
+        raise SystemExit("error: the shards were run with different models, data, methods or budgets")
+    names = sorted({p.name for f in folders for p in f.glob("leads_*.csv")}, key=lambda n: float(n[6:-4]))
+    rows = []
+    for name in names:
+        frames = [pd.read_csv(f / name) for f in folders if (f / name).is_file()]
+        if len(frames) < len(folders):
+            raise SystemExit(f"error: {name} is missing from a shard: it did not finish")
+        frame = pd.concat(frames).sort_values("seed_index")
+        if out not in folders:
+            frame.to_csv(out / name, index=False)
+        rows.append(summarize(frame, float(name[6:-4])))  # leads_<delta>.csv
     table = pd.DataFrame(rows)
     table.to_csv(out / "results.csv", index=False)
-    meta = {"model": args.model, "data": args.data, "molecules": len(seeds), "method": args.method,
-            "budget_per_seed_and_threshold": args.budget, "batch_size": args.batch_size,
-            "surrogate": info, "seeds_with_long_ring": long_ring, "seeds_changed_by_standardization": changed,
-            "seconds": time.perf_counter() - started_all, "results": rows}
+    meta = {**settings, "molecules": int(sum(r["molecules"] for r in runs)), "shards": len(runs),
+            "seconds": sum(r["seconds"] for r in runs), "wall_seconds": max(r["seconds"] for r in runs),
+            "surrogate": runs[0]["surrogate"], "seeds_with_long_ring": sum(r["seeds_with_long_ring"] for r in runs),
+            "seeds_changed_by_standardization": sum(r["seeds_changed_by_standardization"] for r in runs),
+            "results": rows}
     (out / "results.json").write_text(json.dumps(meta, indent=2, default=str) + "\n")
     markdown = _markdown(rows, meta)
     (out / "results.md").write_text(markdown)
     print(markdown)
     return 0
+
+
+def summarize(frame, threshold: float) -> dict:
+    """The benchmark figures of one threshold from its per-molecule rows: improvement (0 for a
+    failure) mean and std, success, both for the standardized seed and as given; oracle calls and
+    the share of decodes at or above the floor."""
+    decodes = float(frame["decodes"].sum())
+    return {
+        "threshold": threshold, "seeds": len(frame),
+        "improvement_mean": frame["improvement"].mean(), "improvement_std": frame["improvement"].std(ddof=0),
+        "success_rate": frame["success"].mean(),
+        "improvement_mean_as_given": frame["improvement_as_given"].mean(),
+        "improvement_std_as_given": frame["improvement_as_given"].std(ddof=0),
+        "success_rate_as_given": frame["success_as_given"].mean(),
+        "similarity_mean": frame.loc[frame["success"], "similarity"].mean(),
+        "calls_mean": frame["calls"].mean(), "calls_max": int(frame["calls"].max()),
+        "floor_pass_rate": 1.0 - frame["below_floor"].sum() / decodes if decodes else math.nan,
+        "seconds": frame["seconds"].sum(),
+    }
+
+
+def _parse_shard(text: str | None) -> tuple[int, int]:
+    if not text:
+        return 0, 1
+    index, _, total = text.partition("/")
+    if not (index.isdigit() and total.isdigit() and 0 <= int(index) < int(total)):
+        raise SystemExit(f"error: --shard {text!r}: expected I/N with 0 <= I < N")
+    return int(index), int(total)
 
 
 def _standardized(seeds: list[str]) -> list[str | None]:
@@ -170,24 +242,26 @@ def _standardized(seeds: list[str]) -> list[str | None]:
 def _markdown(rows: list[dict], meta: dict) -> str:
     lines = [
         f"Constrained penalized-logP optimization: {meta['molecules']} molecules, method {meta['method']}, "
-        f"{meta['budget_per_seed_and_threshold']} oracle calls per molecule and threshold, "
-        f"{meta['seconds'] / 60:.1f} min.",
+        f"at most {meta['budget_per_seed_and_threshold']} oracle calls per molecule and threshold, "
+        f"{meta['seconds'] / 60:.1f} CPU-process minutes ({meta['shards']} shard(s), "
+        f"{meta['wall_seconds'] / 60:.1f} min wall).",
         "",
         "| delta | ours: improvement | ours: success | as given: improvement | as given: success "
-        "| JT-VAE | GCPN |",
-        "|---|---|---|---|---|---|---|",
+        "| calls (mean / max) | decodes at or above the floor | JT-VAE | GCPN | MolDQN |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in rows:
         t = row["threshold"]
         refs = []
-        for name in ("JT-VAE", "GCPN"):
+        for name in REFERENCES:
             ref = REFERENCES[name].get(t)
-            refs.append(f"{ref[0]:.2f} ± {ref[1]:.2f} ({ref[2]:.1f} %)" if ref else "")
+            refs.append("" if ref is None else f"{ref[0]:.2f}{'' if ref[1] is None else f' ± {ref[1]:.2f}'} ({ref[2]:.1f} %)")
         lines.append(
             f"| {t:.1f} | {row['improvement_mean']:.2f} ± {row['improvement_std']:.2f} "
             f"| {100 * row['success_rate']:.1f} % "
             f"| {row['improvement_mean_as_given']:.2f} ± {row['improvement_std_as_given']:.2f} "
-            f"| {100 * row['success_rate_as_given']:.1f} % | {refs[0]} | {refs[1]} |")
+            f"| {100 * row['success_rate_as_given']:.1f} % | {row['calls_mean']:.1f} / {row['calls_max']} "
+            f"| {100 * row['floor_pass_rate']:.1f} % | {' | '.join(refs)} |")
     lines += ["", "ours: start score and similarity refer to the standardized (neutralized) seed the model "
               "encodes; as given: to the molecule exactly as written in the file (JT-VAE's convention).", ""]
     return "\n".join(lines)

@@ -37,24 +37,32 @@ ARMS: dict[str, list[str]] = {
     "flow_kl_target": ["model.prior=flow", "train.kl_target=40.0", "train.kl_weight=1.0"],
     "mixture_kl_target": ["model.prior=mixture", "train.kl_target=40.0", "train.kl_weight=1.0"],
 }
-# name -> the arm whose trained model gets a flow prior fitted after training (molvae fit-prior)
-POSTHOC: dict[str, str] = {"baseline_fit_prior": "baseline", "flow_fit_prior": "flow"}
+# name -> (the arm whose trained model gets a sampling prior fitted after training, molvae fit-prior options)
+POSTHOC: dict[str, tuple[str, list[str]]] = {
+    "baseline_fit_prior": ("baseline", ["--kind", "flow"]),  # a RealNVP flow fitted to posterior draws
+    "flow_fit_prior": ("flow", ["--kind", "flow"]),
+    "baseline_exemplars": ("baseline", ["--kind", "exemplars"]),  # posteriors of training molecules (the default)
+    "flow_exemplars": ("flow", ["--kind", "exemplars"]),
+    "kl_target_exemplars": ("kl_target", ["--kind", "exemplars"]),
+}
 
 
 def _train(arm: str, overrides: list[str], args: argparse.Namespace) -> subprocess.Popen:
     out = Path(args.out) / arm
     out.mkdir(parents=True, exist_ok=True)
-    if arm in POSTHOC:  # no training: fit a prior to the trained model of another arm
-        source = Path(args.out) / POSTHOC[arm]
+    if arm in POSTHOC:  # no training: fit a sampling prior to the trained model of another arm
+        source_arm, options = POSTHOC[arm]
+        source = Path(args.out) / source_arm
         (out / "metrics.json").write_text((source / "metrics.json").read_text())
-        command = [sys.executable, "-m", "molvae", "fit-prior", "--model", str(source / "model.pt"),
+        command = [sys.executable, "-m", "molvae", "fit-prior", "--model", str(source / "model.pt"), *options,
                    "--steps", str(args.prior_steps), "--out", str(out / "model.pt")]
-        print(f"[study] fitting a flow prior to {POSTHOC[arm]}", flush=True)
+        print(f"[study] fitting a sampling prior ({' '.join(options)}) to {source_arm}", flush=True)
         return subprocess.Popen(command, stdout=open(out / "train.log", "w"), stderr=subprocess.STDOUT,
                                 env={**os.environ, "OMP_NUM_THREADS": str(args.threads)})
     command = [sys.executable, "-m", "molvae", "train", "--data", args.data, "--config", args.config, "--out", str(out),
                "--no-track", "--set", f"train.max_minutes={args.minutes}", "--set", f"train.num_threads={args.threads}",
-               "--set", "sample.n=0", "--set", f"data.workers={args.threads}"]
+               "--set", "sample.n=0", "--set", f"data.workers={args.threads}",
+               "--set", "model.exemplars=0"]  # each recipe's own prior; exemplar sampling is a post-hoc arm
     for override in [*args.set, *overrides]:
         command += ["--set", override]
     env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "MKL_NUM_THREADS": str(args.threads)}
@@ -168,16 +176,16 @@ def main(argv: list[str] | None = None) -> int:
     if args.plot_only:
         args.arms = []
     pending = [a for a in args.arms if not (Path(args.out) / a / "model.pt").exists()]
-    missing = [a for a in pending if a in POSTHOC and POSTHOC[a] not in pending
-               and not (Path(args.out) / POSTHOC[a] / "model.pt").exists()]
+    missing = [a for a in pending if a in POSTHOC and POSTHOC[a][0] not in pending
+               and not (Path(args.out) / POSTHOC[a][0] / "model.pt").exists()]
     if missing:
-        parser.error(f"{missing[0]} starts from arm {POSTHOC[missing[0]]}: train that arm too")
+        parser.error(f"{missing[0]} starts from arm {POSTHOC[missing[0]][0]}: train that arm too")
     running: dict[str, subprocess.Popen] = {}
     failed = []
     while pending or running:
         while len(running) < args.parallel:
             # a post-hoc arm waits until the arm it starts from is trained
-            ready = [a for a in pending if POSTHOC.get(a) not in pending + list(running)]
+            ready = [a for a in pending if POSTHOC.get(a, ("",))[0] not in pending + list(running)]
             if not ready:
                 break
             pending.remove(ready[0])

@@ -4,6 +4,7 @@ generation metrics, and checkpoints written before learned priors existed."""
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 
 import pytest
@@ -11,7 +12,7 @@ import torch
 
 from molvae.checkpoint import PRETRAINED, CheckpointError, load_model, read_checkpoint, save_checkpoint
 from molvae.model import FlowPrior, MixturePrior, ModelConfig, MolVAE, gaussian_kl, gaussian_log_prob, mmd_to_samples
-from molvae.sample import sample_prior
+from molvae.sample import encode_smiles, sample_prior
 from molvae.train import TrainConfig, control_kl_weight, fit
 
 from .test_train import SMALL, fixture_data
@@ -230,3 +231,100 @@ def test_fit_prior_gives_a_gaussian_model_a_flow(tmp_path):
     fitted, figures = fit_prior(loaded, data.smiles, steps=200, batch_size=128, layers=2, hidden=32)
     assert loaded.model.prior is None and fitted.config.prior == "flow" and fitted.config.prior_layers == 2
     assert figures["held_out_log_prob_after"] > figures["held_out_log_prob_before"] + 10
+
+
+def test_exemplar_prior_samples_around_the_posteriors_it_holds():
+    from molvae.model import ExemplarPrior
+
+    prior = ExemplarPrior(dim=3, spread=1.0)
+    assert not prior.fitted
+    with pytest.raises(RuntimeError, match="fitted"):
+        prior.sample(2)
+    means = torch.tensor([[5.0, 0.0, 0.0], [-5.0, 0.0, 0.0]])
+    prior.fit(means, torch.full((2, 3), math.log(0.01)))  # sigma 0.1
+    assert prior.fitted and prior.means.dtype == torch.float16
+    z = prior.sample(400, torch.Generator().manual_seed(0))  # (400, 3)
+    nearest = torch.cdist(z, means).min(dim=1).values
+    assert z.shape == (400, 3) and nearest.max() < 0.6  # every draw sits at one of the two posteriors
+    assert 100 < int((z[:, 0] > 0).sum()) < 300  # both are used
+    prior.spread = 3.0
+    wider = prior.sample(400, torch.Generator().manual_seed(0))
+    assert torch.cdist(wider, means).min(dim=1).values.mean() > 2 * nearest.mean()
+
+
+def test_a_model_samples_from_its_exemplars_once_fitted_and_keeps_them_in_its_checkpoint(tmp_path):
+    vocab, data, max_length = fixture_data(tmp_path, 8)
+    model = MolVAE(dataclasses.replace(SMALL, vocab_size=len(vocab), exemplars=5, exemplar_spread=0.5)).eval()
+    generator = torch.Generator().manual_seed(0)
+    assert model.sample_latent(4, generator).abs().max() < 10  # unfitted: the trained prior
+    path = save_checkpoint(tmp_path / "unfitted.pt", model, vocab, max_length)
+    assert not load_model(path).model.exemplars.fitted  # a checkpoint written while training
+    from molvae.train import fit_exemplars
+
+    assert fit_exemplars(model, data) == 5
+    z = model.sample_latent(50, generator)
+    held = model.exemplars.means.float()
+    spread = model.exemplars.sigmas.float().max() * 0.5
+    assert (torch.cdist(z, held).min(dim=1).values < 8 * spread * math.sqrt(z.size(1))).all()
+    loaded = load_model(save_checkpoint(tmp_path / "fitted.pt", model, vocab, max_length)).model
+    assert loaded.exemplars.means.shape == (5, SMALL.latent_dim) and loaded.exemplars.spread == 0.5
+    assert torch.equal(loaded.exemplars.means, model.exemplars.means)
+
+
+def test_checkpoints_without_exemplars_load_and_sample_from_their_prior(tmp_path):
+    vocab, data, max_length = fixture_data(tmp_path, 8)
+    model = MolVAE(dataclasses.replace(SMALL, vocab_size=len(vocab)))
+    path = save_checkpoint(tmp_path / "m.pt", model, vocab, max_length)
+    payload = torch.load(path, weights_only=True)  # as written before exemplar priors existed
+    for key in ("exemplars", "exemplar_spread"):
+        payload["model_config"].pop(key)
+    payload["state_dict"] = {k: v for k, v in payload["state_dict"].items() if not k.startswith("exemplars.")}
+    torch.save(payload, path)
+    loaded = load_model(path)
+    assert loaded.model.exemplars is None and loaded.model.config.exemplars == 0
+    assert len(sample_prior(loaded, 3, progress=False)) == 3
+
+
+def test_training_fits_exemplars_and_epochs_sample_from_posteriors(trained_run):
+    """`molvae train` ends by storing the posteriors of its training molecules (all of them, when
+    there are fewer than model.exemplars); each epoch's samples were drawn the same way."""
+    loaded = load_model(trained_run.out_dir / "model.pt")
+    train_molecules = json.loads((trained_run.out_dir / "data_report.json").read_text())["train_molecules"]
+    assert loaded.model.exemplars.fitted and loaded.model.exemplars.means.size(0) == train_molecules
+    encoded = encode_smiles(loaded, loaded.training_sample)  # the same molecules, encoded again
+    held = loaded.model.exemplars.means.float()
+    assert torch.cdist(encoded.mu, held).min(dim=1).values.max() < 0.05
+    history = trained_run.result.history
+    assert all(0 <= row["sample_validity"] <= 1 and math.isfinite(row["sample_sa"]) for row in history)
+
+
+def test_fine_tuning_refits_the_exemplars_to_its_own_molecules(trained_run, tmp_path):
+    from molvae.pipeline import train_run
+
+    from .conftest import MOLECULES_CSV, tiny_config
+
+    start = load_model(trained_run.out_dir / "model.pt")
+    config = tiny_config(tmp_path, "train.epochs=1", f'train.init="{trained_run.out_dir / "model.pt"}"')
+    summary = train_run(MOLECULES_CSV, config, tmp_path / "tuned")
+    tuned = load_model(tmp_path / "tuned" / "model.pt")
+    assert tuned.model.exemplars.fitted
+    assert not torch.equal(tuned.model.exemplars.means, start.model.exemplars.means)  # the new encoder's posteriors
+    assert summary.result.epochs_completed == 1
+    assert len(tuned.training_index) >= len(start.training_index)  # what it was trained on before stays known
+
+
+def test_fit_prior_exemplars_and_sample_spread_from_the_cli(trained_run, tmp_path, capsys):
+    from molvae.cli import main
+
+    out = tmp_path / "exemplars.pt"
+    assert main(["fit-prior", "--model", str(trained_run.out_dir / "model.pt"), "--count", "10", "--spread", "2",
+                 "--out", str(out)]) == 0
+    fitted = load_model(out)
+    assert fitted.model.exemplars.means.size(0) == 10 and fitted.model.exemplars.spread == 2.0
+    assert fitted.meta["prior_fit"]["kind"] == "exemplars"
+    assert main(["sample", "--model", str(out), "-n", "6", "--spread", "0.5", "--out", str(tmp_path / "s.csv")]) == 0
+    assert (tmp_path / "s.csv").exists()
+    assert main(["sample", "--model", str(out), "-n", "6", "--spread", "-1", "--out", str(tmp_path / "t.csv")]) == 2
+    assert "--spread must be > 0" in capsys.readouterr().err
+    assert main(["fit-prior", "--model", str(trained_run.out_dir / "model.pt"), "--count", "0",
+                 "--out", str(out)]) == 2

@@ -35,6 +35,7 @@ BAD_INPUT = {
     "pmo_qed_auc.py": ["--model", "no/such/model.pt", "--out", "{tmp}/o"],
     "posterior_samples.py": ["--model", "no/such/model.pt", "--data", str(MOLECULES_CSV), "--out", "{tmp}/o.csv"],
     "prepare_memory.py": ["no/such.csv"],
+    "spread_curve.py": ["--model", "no/such/model.pt", "--out", "{tmp}/o"],
 }
 
 
@@ -84,7 +85,39 @@ def test_benchmarks_tiny(trained_run, tmp_path):
     done = run("constrained_benchmark.py", "--model", model, "--data", bench, "--out", tmp_path / "c", "--n", 2,
                "--budget", 6, "--batch-size", 3, "--thresholds", "0.0", "--method", "random", "--device", "cpu")
     assert done.returncode == 0, done.stderr
+    # the default method (neighbourhood) in two shards, then merged: every molecule once, calls within budget
+    for shard in (0, 1):
+        done = run("constrained_benchmark.py", "--model", model, "--data", bench, "--out", tmp_path / f"s{shard}",
+                   "--shard", f"{shard}/2", "--budget", 6, "--batch-size", 3, "--thresholds", "0.0,0.4",
+                   "--device", "cpu")
+        assert done.returncode == 0, done.stderr
+    done = run("constrained_benchmark.py", "--merge", tmp_path / "s0", tmp_path / "s1", "--out", tmp_path / "m")
+    assert done.returncode == 0, done.stderr
+    import pandas as pd
+
+    leads = pd.read_csv(tmp_path / "m" / "leads_0.4.csv")
+    assert leads["seed_index"].tolist() == [1, 2] and (leads["calls"] <= 6).all()
+    results = pd.read_csv(tmp_path / "m" / "results.csv")
+    assert results["threshold"].tolist() == [0.0, 0.4] and (results["seeds"] == 2).all()
+    assert ((results["floor_pass_rate"] >= 0) & (results["floor_pass_rate"] <= 1)).all()
+    assert "MolDQN" in (tmp_path / "m" / "results.md").read_text()
+    done = run("constrained_benchmark.py", "--merge", tmp_path / "s0", tmp_path / "nothing", "--out", tmp_path / "x")
+    assert done.returncode != 0 and "nothing" in done.stderr and "Traceback" not in done.stderr
     done = run("pmo_qed_auc.py", "--model", model, "--out", tmp_path / "p", "--budget", 8, "--batch-size", 4,
                "--methods", "random", "--device", "cpu")
     assert done.returncode == 0, done.stderr
     assert any((tmp_path / "p").iterdir())
+
+
+def test_spread_curve_tiny(trained_run, tmp_path):
+    done = run("spread_curve.py", "--model", trained_run.out_dir / "model.pt", "--spreads", "1,2", "-n", 12,
+               "--out", tmp_path / "s")
+    assert done.returncode == 0, done.stderr
+    import pandas as pd
+
+    table = pd.read_csv(tmp_path / "s" / "spread.csv")
+    assert table["sampling"].tolist() == ["trained prior", "exemplars", "exemplars"]
+    assert table["spread"].tolist()[1:] == [1.0, 2.0] and (table["validity"] > 0).all()
+    assert (tmp_path / "s" / "spread.png").stat().st_size > 0
+    done = run("spread_curve.py", "--model", trained_run.out_dir / "model.pt", "--spreads", "0", "--out", tmp_path / "t")
+    assert done.returncode == 2 and "spreads" in done.stderr
