@@ -41,7 +41,7 @@ class ModelConfig:
     prior_hidden: int = 256  # flow: width of each coupling network
     prior_components: int = 64  # mixture: Gaussian components
     exemplars: int = 20000  # sampling draws z from the posteriors of this many training molecules, fitted after training (0 = from the prior)
-    exemplar_spread: float = 1.7  # their posterior standard deviations are widened by this factor: higher = more novel, less like the data
+    exemplar_spread: float = 1.9  # their posterior standard deviations are widened by this factor: higher = more novel, less like the data
 
 
 @dataclass
@@ -193,8 +193,15 @@ class ExemplarPrior(nn.Module):
     @staticmethod
     def draw(mu: torch.Tensor, sigma: torch.Tensor, n: int, spread: float,
              generator: torch.Generator | None = None) -> torch.Tensor:
-        """``n`` draws (n, Z), each from a uniformly chosen posterior N(mu_k, diag((spread sigma_k)^2))."""
-        k = torch.randint(mu.size(0), (n,), device=mu.device, generator=generator)  # (n,)
+        """``n`` draws (n, Z), each from a uniformly chosen posterior N(mu_k, diag((spread sigma_k)^2)).
+
+        The posteriors are chosen without replacement (a fresh random order every K draws): each
+        draw is still uniform over them, but no exemplar is used twice before all have been used,
+        so a sample of up to K molecules never holds two decodes of one exemplar.
+        """
+        count = mu.size(0)
+        order = [torch.randperm(count, device=mu.device, generator=generator) for _ in range(-(-n // count))]
+        k = torch.cat(order)[:n]  # (n,)
         noise = torch.randn(n, mu.size(1), device=mu.device, generator=generator)
         return mu[k] + spread * sigma[k] * noise
 

@@ -41,9 +41,9 @@ ARMS: dict[str, list[str]] = {
 POSTHOC: dict[str, tuple[str, list[str]]] = {
     "baseline_fit_prior": ("baseline", ["--kind", "flow"]),  # a RealNVP flow fitted to posterior draws
     "flow_fit_prior": ("flow", ["--kind", "flow"]),
-    "baseline_exemplars": ("baseline", ["--kind", "exemplars"]),  # posteriors of training molecules (the default)
-    "flow_exemplars": ("flow", ["--kind", "exemplars"]),
-    "kl_target_exemplars": ("kl_target", ["--kind", "exemplars"]),
+    "baseline_exemplars": ("baseline", ["--kind", "exemplars", "--spread", "1.7"]),  # posteriors of training molecules
+    "flow_exemplars": ("flow", ["--kind", "exemplars", "--spread", "1.7"]),
+    "kl_target_exemplars": ("kl_target", ["--kind", "exemplars", "--spread", "1.7"]),
 }
 
 

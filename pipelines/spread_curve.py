@@ -4,9 +4,11 @@ spreads, the same number of samples each, scored on FCD/Test, novelty and the re
 For each spread s, ``-n`` molecules are decoded (temperature 1.0) from z drawn from the posteriors
 of the model's exemplars widened by s (``molvae sample --spread s``), and the model's own trained
 prior is scored beside them. FCD/Test uses the MOSES test-set statistics shipped with molvae;
-novelty is against the model's training molecules (the hashes its checkpoint carries).
+novelty is against the model's training molecules (the hashes its checkpoint carries) or, with
+``--moses``, against the MOSES training set as written (MOSES's definition; use it when the
+exemplars are MOSES molecules).
 
-    python pipelines/spread_curve.py --spreads 1,1.25,1.5,1.75,2,2.5 -n 5000 --out runs/spread
+    python pipelines/spread_curve.py --spreads 1,1.25,1.5,1.75,2,2.5 -n 5000 --moses data/moses --out runs/spread
 
 Writes OUT/spread.csv and OUT/spread.png (FCD/Test against novelty, one point per spread).
 """
@@ -25,6 +27,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", help="checkpoint with an exemplar prior (default: the shipped model)")
     parser.add_argument("--spreads", default="1,1.25,1.5,1.75,2,2.5", help="comma-separated spreads")
     parser.add_argument("-n", type=int, default=5000, help="samples per spread (default 5000)")
+    parser.add_argument("--moses", help="MOSES data folder (molvae fetch-moses): novelty against its training set")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = default)")
     parser.add_argument("--out", default="runs/spread")
@@ -42,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from molvae.checkpoint import PRETRAINED, load_model
     from molvae.metrics import generation_quality, novelty, uniqueness, validity
-    from molvae.moses import moses_test_fcd_reference
+    from molvae.moses import load_moses, moses_test_fcd_reference
     from molvae.sample import decode_latents
 
     if args.threads:
@@ -53,7 +56,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {args.model or PRETRAINED} has no exemplar prior (molvae fit-prior --kind exemplars)",
               file=sys.stderr)
         return 2
-    training = loaded.training_index
+    if args.moses and not Path(args.moses, "train.csv.gz").is_file():
+        print(f"error: {args.moses}/train.csv.gz not found: run `molvae fetch-moses` first", file=sys.stderr)
+        return 2
+    training = set(load_moses(Path(args.moses), ["train"])["train"]) if args.moses else loaded.training_index
     reference = moses_test_fcd_reference()
     rows = []
     for spread in [None, *spreads]:  # None: the trained prior

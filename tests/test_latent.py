@@ -247,6 +247,8 @@ def test_exemplar_prior_samples_around_the_posteriors_it_holds():
     nearest = torch.cdist(z, means).min(dim=1).values
     assert z.shape == (400, 3) and nearest.max() < 0.6  # every draw sits at one of the two posteriors
     assert 100 < int((z[:, 0] > 0).sum()) < 300  # both are used
+    pairs = prior.sample(2, torch.Generator().manual_seed(1))  # without replacement: one draw from each
+    assert int((pairs[:, 0] > 0).sum()) == 1
     prior.spread = 3.0
     wider = prior.sample(400, torch.Generator().manual_seed(0))
     assert torch.cdist(wider, means).min(dim=1).values.mean() > 2 * nearest.mean()
