@@ -21,7 +21,7 @@ from tqdm.auto import tqdm
 from molvae.checkpoint import LoadedModel
 from molvae.data import TokenizedSet, length_bucketed_batches
 from molvae.metrics import generation_quality, novelty, uniqueness, validity
-from molvae.model import MolVAE, VAEOutput, mmd_to_samples, vae_loss
+from molvae.model import ExemplarPrior, MolVAE, VAEOutput, mmd_to_samples, vae_loss
 from molvae.tracking import NullTracker, Tracker
 from molvae.vocab import Vocabulary
 
@@ -400,8 +400,7 @@ def _draw_latents(model: MolVAE, n: int, generator: torch.Generator, pool: Token
         return model.sample_latent(n, generator)
     index = torch.randint(len(pool), (n,), generator=generator, device=generator.device).cpu()
     mu, logvar = posteriors(model, pool, index)
-    noise = torch.randn(mu.shape, device=mu.device, generator=generator)
-    return mu + model.config.exemplar_spread * torch.exp(0.5 * logvar) * noise
+    return ExemplarPrior.draw(mu, torch.exp(0.5 * logvar), n, model.config.exemplar_spread, generator)
 
 
 def evaluate_epoch(model: MolVAE, vocab: Vocabulary, valid: TokenizedSet, config: TrainConfig, max_length: int,
