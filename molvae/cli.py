@@ -301,9 +301,11 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
     from molvae.sample import decode_latents
 
     loaded, encoded, kept, rejected = _encode_input(args)
-    kept["reconstruction"] = decode_latents(loaded, encoded.mu.to(loaded.device), temperature=0.0)
-    kept["exact"] = kept["reconstruction"] == kept["smiles"]
-    kept["tanimoto"] = [tanimoto(to_mol(r), to_mol(s)) if r else 0.0 for r, s in zip(kept["reconstruction"], kept["smiles"])]
+    # the decoded list, not the column: pandas >= 3 stores a failed decode (None) as NaN
+    decoded = decode_latents(loaded, encoded.mu.to(loaded.device), temperature=0.0)
+    kept["reconstruction"] = decoded
+    kept["exact"] = [r is not None and r == s for r, s in zip(decoded, kept["smiles"])]
+    kept["tanimoto"] = [tanimoto(to_mol(r), to_mol(s)) if r else 0.0 for r, s in zip(decoded, kept["smiles"])]
     out = Path(args.out)
     kept.to_csv(out, index=False)
     _write_rejected(rejected, out)
