@@ -232,3 +232,21 @@ def test_sampling_never_opens_the_training_file_of_a_self_contained_checkpoint(t
     from molvae.metrics import novelty
 
     assert novelty([loaded.training_sample[0]], loaded.training_index) == 0.0
+
+
+def test_reconstruct_counts_a_failed_decode_as_not_exact(trained_run, tmp_path, capsys, monkeypatch):
+    import molvae.sample
+
+    real = molvae.sample.decode_latents
+
+    def first_fails(*args, **kwargs):  # the first molecule decodes to nothing valid
+        return [None, *real(*args, **kwargs)[1:]]
+
+    monkeypatch.setattr(molvae.sample, "decode_latents", first_fails)
+    out = tmp_path / "recon.csv"
+    assert main(["reconstruct", "--model", str(trained_run.out_dir / "model.pt"), "--input", str(MOLECULES_CSV),
+                 "--out", str(out)]) == 0
+    table = pd.read_csv(out)
+    assert not table["exact"].iloc[0] and table["tanimoto"].iloc[0] == 0.0
+    assert table["tanimoto"].between(0.0, 1.0).all()
+    assert "mean Tanimoto of decode to input" in capsys.readouterr().out
