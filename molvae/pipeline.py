@@ -88,9 +88,20 @@ def _initial_model(config: RunConfig) -> tuple[MolVAE, Vocabulary, int, torch.Te
     path = PRETRAINED if config.train.init == "pretrained" else Path(config.train.init)
     payload = read_checkpoint(path)
     model, vocab = model_from_payload(payload)
-    if list(config.model.property_names) not in ([], list(model.config.property_names)):
+    wanted, held = list(config.model.property_names), list(model.config.property_names)
+    if wanted and not held:  # a new joint property head on the starting model: its own weights are kept
+        with_head = MolVAE(dataclasses.replace(model.config, property_names=wanted,
+                                               property_hidden=config.model.property_hidden))
+        weights = {k: v for k, v in model.state_dict().items() if not k.startswith("property_")}  # empty buffers
+        missing, unexpected = with_head.load_state_dict(weights, strict=False)
+        if unexpected or not all(key.startswith("property_") for key in missing):
+            raise CheckpointError(f"train.init = {config.train.init!r}: could not add a property head "
+                                  f"(unexpected {unexpected}, missing {missing})")
+        model = with_head
+        log.info("fine-tuning adds a property head for %s", ", ".join(wanted))
+    elif wanted not in ([], held):
         raise CheckpointError(f"train.init = {config.train.init!r}: fine-tuning keeps that model's property head "
-                              f"({model.config.property_names or 'none'}), not {config.model.property_names}")
+                              f"({held}), not {wanted} (only a model without a head can be given a new one)")
     log.info("fine-tuning %s (%s symbols, prior %s): [model] settings come from it", path, len(vocab.symbols),
              model.config.prior)
     return model, vocab, int(payload["max_length"]), _carried_hashes(payload)

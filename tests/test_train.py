@@ -185,3 +185,30 @@ def test_fine_tuning_starts_from_a_checkpoint(trained_run, tmp_path):
     assert tuned.vocab.symbols == start.vocab.symbols
     rejected = pd.read_csv(tmp_path / "tuned" / "rejected.csv")
     assert rejected["reason"].tolist() == ["unknown_token"] and summary.data_counts["rejected_unknown_token"] == 1
+
+
+def test_fine_tuning_adds_a_property_head_to_a_model_without_one(trained_run, tmp_path):
+    """model.property_names on a headless starting model: a new head, the encoder and decoder kept."""
+    from molvae.chem import PROPERTIES, to_mol
+    from molvae.pipeline import train_run
+
+    from .conftest import tiny_config
+
+    start = load_model(trained_run.out_dir / "model.pt")
+    assert not start.model.config.property_names
+    init = f'train.init="{trained_run.out_dir / "model.pt"}"'
+    config = tiny_config(tmp_path, init, "train.epochs=1", 'model.property_names=["qed", "logp"]')
+    train_run(MOLECULES_CSV, config, tmp_path / "tuned")
+    tuned = load_model(tmp_path / "tuned" / "model.pt")
+    assert tuned.model.config.property_names == ["qed", "logp"]
+    assert tuned.vocab.symbols == start.vocab.symbols
+    qed = [PROPERTIES["qed"](to_mol(s)) for s in pd.read_csv(MOLECULES_CSV)["SMILES"]]
+    assert 0.9 * min(qed) < float(tuned.model.property_mean[0]) < 1.1 * max(qed)  # label statistics of this data
+    z = torch.zeros(3, tuned.model.config.latent_dim)
+    assert tuned.model.predict_properties(z).shape == (3, 2)
+
+    # a model that has a head keeps it: asking for other properties is a clear error
+    again = tiny_config(tmp_path, f'train.init="{tmp_path / "tuned" / "model.pt"}"', "train.epochs=1",
+                        'model.property_names=["sa"]')
+    with pytest.raises(CheckpointError, match="keeps that model's property head"):
+        train_run(MOLECULES_CSV, again, tmp_path / "tuned_again")
