@@ -242,6 +242,16 @@ def test_each_optimizer_runs_within_budget_and_reports_the_gap(loaded, qed_ensem
     assert summary["oracle_calls"] == result.stats.calls and "auc_top10" in summary
 
 
+@pytest.mark.parametrize("acquisition", ["ts", "qucb"])
+def test_bo_acquisitions_keep_the_budget_and_are_seeded(loaded, acquisition):
+    config = optimize_config_from_dict({"bo_acquisition": acquisition, "bo_ts_candidates": 64, "budget": 24}, FAST)
+    result = run_method(loaded, parse_objectives("qed:max"), "bo", config)
+    assert 0 < result.stats.calls <= config.budget
+    assert result.gap["proposer_n"] > 0  # the GP proposed points after the initial design
+    again = run_method(loaded, parse_objectives("qed:max"), "bo", config)
+    assert [c.smiles for c in again.candidates] == [c.smiles for c in result.candidates]  # seeded
+
+
 def test_gradient_needs_a_surrogate_and_unknown_methods_are_refused(loaded):
     with pytest.raises(ValueError, match="needs a surrogate"):
         optimize(loaded, parse_objectives("qed:max"), ["gradient"], FAST)
