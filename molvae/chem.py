@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 import selfies as sf
@@ -41,6 +41,7 @@ __all__ = [
     "morgan_fingerprint",
     "penalized_logp",
     "penalized_logp_raw",
+    "property_rows",
     "sa_score",
     "split_selfies",
     "standardize",
@@ -327,6 +328,20 @@ def compute_properties(mol: Chem.Mol, names: tuple[str, ...] | list[str] = REPOR
     {'heavy_atoms': 3.0}
     """
     return {name: float(PROPERTIES[name](mol)) for name in names}
+
+
+def property_rows(smiles: Sequence[str], names: Sequence[str]) -> list[list[float]]:
+    """:data:`PROPERTIES` ``names`` of each SMILES, one row per molecule (NaN where it does not parse);
+    a plain function of a list, so that a process pool can map it over chunks.
+
+    >>> property_rows(["CCO", "C1CC"], ["heavy_atoms"])
+    [[3.0], [nan]]
+    """
+    rows = []
+    for text in smiles:
+        mol = to_mol(text)
+        rows.append([float(PROPERTIES[name](mol)) if mol is not None else math.nan for name in names])
+    return rows
 
 
 # --- structural alerts ----------------------------------------------------------------------

@@ -7,6 +7,7 @@ return values and know nothing about files.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import logging
 import os
@@ -22,12 +23,13 @@ import torch
 
 from molvae.checkpoint import (PRETRAINED, CheckpointError, load_model, model_from_payload, read_checkpoint,
                                save_checkpoint)
-from molvae.chem import PROPERTIES, to_mol
+from molvae.chem import PROPERTIES, property_rows
 from molvae.config import RunConfig, to_toml
 from molvae.data import DataError, PreparedData, prepare, read_smiles_table, tokenize
 from molvae.distributed import DistributedContext, init_from_environment, wrap_model
 from molvae.metrics import canonical_valid, evaluate_samples
 from molvae.model import MolVAE
+from molvae.parallel import ChunkMapper
 from molvae.report import loss_curves_png, molecule_grid_png, sample_table, write_sdf
 from molvae.sample import sample_prior
 from molvae.trainset import TrainingSetIndex, training_sample
@@ -63,21 +65,25 @@ def split_indices(n: int, validation_fraction: float, seed: int) -> tuple[torch.
     return order[n_valid:], order[:n_valid]
 
 
-def property_labels(prepared: PreparedData, names: list[str]) -> torch.Tensor | None:
+def property_labels(prepared: PreparedData, names: list[str], workers: int = 0) -> torch.Tensor | None:
     """Labels (N, P) for the kept molecules: a numeric column of the input file when it has one of
-    that name, else the RDKit property of the same name; NaN where a value is missing."""
+    that name, else the RDKit property of the same name (computed in ``workers`` processes, 0 = all
+    cores); NaN where a value is missing."""
     if not names:
         return None
-    columns = []
     for name in names:
-        if name in prepared.label_columns:
-            columns.append(torch.tensor(prepared.kept[name].to_numpy(dtype=float), dtype=torch.float32))
-        elif name in PROPERTIES:
-            fn = PROPERTIES[name]
-            columns.append(torch.tensor([float(fn(to_mol(s))) for s in prepared.kept["smiles"]], dtype=torch.float32))
-        else:
+        if name not in prepared.label_columns and name not in PROPERTIES:
             raise DataError(f"property {name!r} is neither a column kept from the data "
                             f"(data.property_columns) nor an RDKit property ({', '.join(PROPERTIES)})")
+    computed = [name for name in names if name not in prepared.label_columns]
+    rdkit_values = torch.empty(len(prepared.kept), 0)
+    if computed:
+        with ChunkMapper(workers) as mapper:
+            rows = mapper.flat_map(functools.partial(property_rows, names=computed), prepared.kept["smiles"].tolist(),
+                                   min_parallel=5000, progress="computing property labels")
+        rdkit_values = torch.tensor(rows, dtype=torch.float32).reshape(len(prepared.kept), len(computed))
+    columns = [torch.tensor(prepared.kept[name].to_numpy(dtype=float), dtype=torch.float32)
+               if name in prepared.label_columns else rdkit_values[:, computed.index(name)] for name in names]
     return torch.stack(columns, dim=1)
 
 
@@ -193,7 +199,7 @@ def _train_run(data_path, config: RunConfig, out: Path, tracker: Tracker, resume
         files["rejected"] = out / "rejected.csv"
         log.info("data: %s", ", ".join(f"{k}={v}" for k, v in counts.items()))
 
-    labels = property_labels(prepared, list(model.config.property_names))
+    labels = property_labels(prepared, list(model.config.property_names), config.data.workers)
     data = tokenize(prepared.kept["selfies"].tolist(), prepared.kept["smiles"].tolist(), vocab, labels)
     train_index, valid_index = split_indices(len(data), config.data.validation_fraction, config.train.seed)
     if config.data.max_molecules:
