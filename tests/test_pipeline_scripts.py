@@ -36,6 +36,7 @@ BAD_INPUT = {
     "posterior_samples.py": ["--model", "no/such/model.pt", "--data", str(MOLECULES_CSV), "--out", "{tmp}/o.csv"],
     "prepare_memory.py": ["no/such.csv"],
     "spread_curve.py": ["--model", "no/such/model.pt", "--out", "{tmp}/o"],
+    "surrogate_r2.py": ["--input", "no/such.csv"],
 }
 
 
@@ -121,3 +122,16 @@ def test_spread_curve_tiny(trained_run, tmp_path):
     assert (tmp_path / "s" / "spread.png").stat().st_size > 0
     done = run("spread_curve.py", "--model", trained_run.out_dir / "model.pt", "--spreads", "0", "--out", tmp_path / "t")
     assert done.returncode == 2 and "spreads" in done.stderr
+
+
+def test_surrogate_r2_tiny(trained_run, tmp_path):
+    out = tmp_path / "r2.json"
+    done = run("surrogate_r2.py", "--model", trained_run.out_dir / "model.pt", "--input", MOLECULES_CSV, "-n", 40,
+               "--properties", "qed,logp", "--ensemble-molecules", 30, "--out", out)
+    assert done.returncode == 0, done.stderr
+    import json
+
+    figures = json.loads(out.read_text())
+    assert figures["molecules"] > 20
+    (ensemble,) = figures["results"].values()  # the tiny model has no head: the ensemble only
+    assert set(ensemble) == {"qed", "logp"} and all(v["r2"] <= 1.0 and v["mae"] >= 0 for v in ensemble.values())
