@@ -364,7 +364,6 @@ def _train_epoch(model, train, config, epoch, state, optimizer, scheduler, scale
 
 
 @torch.no_grad()
-@torch.no_grad()
 def posteriors(model: MolVAE, data: TokenizedSet, index: torch.Tensor, batch_size: int = 1024) -> tuple[torch.Tensor, torch.Tensor]:
     """Encoder posteriors (mu, logvar) (N, Z) of the molecules ``index`` of ``data``, in that order."""
     device = next(model.parameters()).device
@@ -403,6 +402,7 @@ def _draw_latents(model: MolVAE, n: int, generator: torch.Generator, pool: Token
     return ExemplarPrior.draw(mu, torch.exp(0.5 * logvar), n, model.config.exemplar_spread, generator)
 
 
+@torch.no_grad()
 def evaluate_epoch(model: MolVAE, vocab: Vocabulary, valid: TokenizedSet, config: TrainConfig, max_length: int,
                    epoch: int, training_smiles: set[str] | None, autocast_dtype: torch.dtype | None = None,
                    fcd_reference: tuple[Any, Any] | None = None,
