@@ -56,7 +56,7 @@ class TrainConfig:
     max_minutes: float = 0.0  # wall-clock budget for training; the epoch in progress ends early (0 = none)
     eval_samples: int = 500  # prior samples per epoch for validity / uniqueness / novelty / FCD / SA / QED / filters
     eval_reference: str = "validation"  # per-epoch FCD against: validation (held-out molecules), moses (MOSES test set) or a SMILES file
-    select_by: str = "val_loss"  # the epoch kept as model.pt and watched by early stopping: val_loss, val_neg_elbo or fcd
+    select_by: str = "val_loss"  # the epoch kept as model.pt and watched by early stopping: val_loss (the training objective), val_neg_elbo or fcd
     eval_reconstruct: int = 500  # held-out molecules decoded greedily per epoch
     seed: int = 0  # seeds batch order, noise and evaluation samples
     init: str = ""  # start from this checkpoint's weights, vocabulary and prior ("pretrained" = the shipped model): fine-tuning
@@ -446,10 +446,12 @@ def evaluate_epoch(model: MolVAE, vocab: Vocabulary, valid: TokenizedSet, config
         "val_kl": totals["kl"] / n,
         "val_token_accuracy": correct / max(n_tokens, 1),
     }
+    # the training objective on held-out molecules (at the full KL weight): with a property head, its term too
     metrics["val_loss"] = metrics["val_reconstruction"] + config.kl_weight * metrics["val_kl"]
     metrics["val_neg_elbo"] = metrics["val_reconstruction"] + metrics["val_kl"]
     if model.property_head is not None:
         metrics["val_property_mse"] = totals["property_mse"] / n
+        metrics["val_loss"] += config.property_weight * metrics["val_property_mse"]
     kl_dims = (kl_dims / n).cpu()
     mu_all = torch.cat(mus) if mus else torch.zeros(1, model.config.latent_dim, device=device)
     metrics["active_units"] = float((mu_all.var(dim=0) > 0.01).sum()) if len(mu_all) > 1 else 0.0
