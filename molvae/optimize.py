@@ -81,6 +81,7 @@ __all__ = [
     "optimize",
     "optimize_config_from_dict",
     "optimize_leads",
+    "r2_and_mae",
     "run_bo",
     "run_gradient",
     "run_method",
@@ -338,11 +339,15 @@ def fit_ensemble(z: torch.Tensor, y: torch.Tensor, labels: Sequence[str], n_memb
         predicted = ensemble.members(z[valid].to(device)).mean(dim=0).cpu()  # (Nv, P)
     metrics: dict[str, float] = {"train_molecules": float(len(train)), "validation_molecules": float(n_valid)}
     for column, label in enumerate(labels):
-        truth, guess = y[valid, column], predicted[:, column]
-        variance = float(((truth - truth.mean()) ** 2).mean())
-        metrics[f"val_mae_{label}"] = float((truth - guess).abs().mean())
-        metrics[f"val_r2_{label}"] = 1.0 - float(((truth - guess) ** 2).mean()) / variance if variance > 0 else 0.0
+        metrics[f"val_r2_{label}"], metrics[f"val_mae_{label}"] = r2_and_mae(y[valid, column], predicted[:, column])
     return ensemble, metrics
+
+
+def r2_and_mae(truth: torch.Tensor, guess: torch.Tensor) -> tuple[float, float]:
+    """Coefficient of determination (0 for constant ``truth``) and mean absolute error of ``guess`` (N,)."""
+    variance = float(((truth - truth.mean()) ** 2).mean())
+    r2 = 1.0 - float(((truth - guess) ** 2).mean()) / variance if variance > 0 else 0.0
+    return r2, float((truth - guess).abs().mean())
 
 
 def build_surrogate(loaded: LoadedModel, objectives: Sequence[Objective], kind: str = "auto",

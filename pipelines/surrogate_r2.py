@@ -27,13 +27,6 @@ from pathlib import Path
 PROPERTIES = "qed,plogp_raw,logp,sa"
 
 
-def r2_and_mae(truth, guess) -> tuple[float, float]:
-    """Coefficient of determination and mean absolute error of ``guess`` against ``truth`` (tensors)."""
-    variance = float(((truth - truth.mean()) ** 2).mean())
-    r2 = 1.0 - float(((truth - guess) ** 2).mean()) / variance if variance > 0 else 0.0
-    return r2, float((truth - guess).abs().mean())
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
@@ -65,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     from molvae.checkpoint import PRETRAINED, load_model
     from molvae.data import read_smiles_table
     from molvae.objectives import parse_objectives
-    from molvae.optimize import OptimizeConfig, build_surrogate
+    from molvae.optimize import OptimizeConfig, build_surrogate, r2_and_mae
     from molvae.sample import encode_smiles
     from molvae.trainset import surrogate_molecules
 
