@@ -232,6 +232,28 @@ def decode_selfies_list(selfies: list[str]) -> list[str | None]:
     return [decode_selfies(s) for s in selfies]
 
 
+def decode_selfies_checked(selfies: str) -> tuple[str | None, bool]:
+    """``(canonical SMILES or None, is_canonical)``: whether ``selfies`` is exactly the SELFIES of its
+    own molecule's canonical SMILES, i.e. the form every training string has. A generated string
+    that is not (a symbol SELFIES had to repair or skip, atoms in a non-canonical order) is one no
+    training molecule looks like: the SELFIES counterpart of an invalid SMILES.
+
+    >>> decode_selfies_checked("[C][C][O]")
+    ('CCO', True)
+    >>> decode_selfies_checked("[O][C][C]")  # ethanol, but not in canonical order
+    ('CCO', False)
+    >>> decode_selfies_checked("[C][=O][C]")  # the oxygen has no valence left: SELFIES drops the last carbon
+    ('C=O', False)
+    """
+    canonical = decode_selfies(selfies)
+    return canonical, canonical is not None and encode_selfies(canonical) == selfies
+
+
+def decode_selfies_checked_list(selfies: list[str]) -> list[tuple[str | None, bool]]:
+    """:func:`decode_selfies_checked` of each item (a picklable unit of work for worker processes)."""
+    return [decode_selfies_checked(s) for s in selfies]
+
+
 # --- fingerprints ---------------------------------------------------------------------------
 
 _MORGAN = GetMorganGenerator(radius=2, fpSize=2048)

@@ -166,7 +166,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
     # Distinct, reproducible seeds per shard: the union of the shards is one large sample.
     seed = args.seed + 1_000_003 * shard
     config = RunConfig(sample=SampleConfig(n=n, temperature=args.temperature, top_k=args.top_k, seed=seed,
-                                           batch_size=args.batch_size))
+                                           batch_size=args.batch_size, canonical=args.canonical))
     out = Path(args.out)
     if shards > 1:
         out = out.with_name(f"{out.stem}.shard{shard:04d}-of-{shards:04d}{out.suffix}")
@@ -298,11 +298,14 @@ def cmd_encode(args: argparse.Namespace) -> int:
 
 def cmd_reconstruct(args: argparse.Namespace) -> int:
     from molvae.chem import tanimoto, to_mol
-    from molvae.sample import decode_latents
+    from molvae.sample import decode_beam, decode_latents
 
+    if args.beam < 1:
+        raise UserError(f"--beam must be at least 1, got {args.beam}")
     loaded, encoded, kept, rejected = _encode_input(args)
+    mu = encoded.mu.to(loaded.device)
     # the decoded list, not the column: pandas >= 3 stores a failed decode (None) as NaN
-    decoded = decode_latents(loaded, encoded.mu.to(loaded.device), temperature=0.0)
+    decoded = decode_latents(loaded, mu, temperature=0.0) if args.beam == 1 else decode_beam(loaded, mu, args.beam)
     kept["reconstruction"] = decoded
     kept["exact"] = [r is not None and r == s for r, s in zip(decoded, kept["smiles"])]
     kept["tanimoto"] = [tanimoto(to_mol(r), to_mol(s)) if r else 0.0 for r, s in zip(decoded, kept["smiles"])]
@@ -497,13 +500,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("sample", help="sample molecules from the prior; writes CSV, SDF and a PNG grid",
-                       description="Sample from N(0, I), decode to canonical SMILES and write OUT (CSV with validity, "
+                       description="Sample from the model's prior, decode to canonical SMILES and write OUT (CSV with validity, "
                                    "novelty and RDKit properties), OUT.sdf and OUT.png.")
     model_args(p)
     p.add_argument("-n", type=int, default=1000, help="number of molecules (default 1000)")
     p.add_argument("--out", required=True, help="output CSV path")
     p.add_argument("--temperature", type=float, default=1.0, help="softmax temperature; 0 = greedy (default 1.0)")
     p.add_argument("--top-k", type=int, default=0, help="sample among the k likeliest tokens (default: all)")
+    p.add_argument("--canonical", action=argparse.BooleanOptionalAction, default=True,
+                   help="keep only decodes that are canonical SELFIES strings, the form of every training string, "
+                        "and draw more until there are N (default); --no-canonical keeps every decode")
     p.add_argument("--spread", type=float, help="widen the exemplar posteriors z is drawn from by this factor: "
                                                 "higher = more novel, less like the training data (default: the model's)")
     p.add_argument("--seed", type=int, default=0)
@@ -535,10 +541,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True)
     p.set_defaults(func=cmd_encode)
 
-    p = sub.add_parser("reconstruct", help="encode and greedily decode molecules; report exact matches")
+    p = sub.add_parser("reconstruct", help="encode and decode molecules; report exact matches and similarity")
     model_args(p)
     input_args(p)
     p.add_argument("--out", required=True)
+    p.add_argument("--beam", type=int, default=10,
+                   help="decode by beam search of this width, keeping the likeliest canonical decode; "
+                        "1 = greedy (default 10)")
     p.set_defaults(func=cmd_reconstruct)
 
     p = sub.add_parser("score", help="per-molecule negative ELBO: an out-of-distribution score to sort by")

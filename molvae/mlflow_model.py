@@ -29,15 +29,16 @@ class MolVAEGenerator(mlflow.pyfunc.PythonModel):
 
         params = params or {}
         n = int(model_input["n"].sum()) if "n" in model_input else len(model_input)
-        smiles = sample_prior(
+        drawn = sample_prior(
             self.loaded,
             n,
             temperature=float(params.get("temperature", 1.0)),
             top_k=int(params.get("top_k", 0)),
             seed=int(params.get("seed", 0)),
             progress=False,
+            canonical=bool(params.get("canonical", True)),
         )
-        return [s or "" for s in smiles]
+        return [s or "" for s in drawn.smiles]
 
 
 mlflow.models.set_model(MolVAEGenerator())

@@ -263,7 +263,7 @@ def _train_run(data_path, config: RunConfig, out: Path, tracker: Tracker, resume
     result = fit(wrap_model(model, context, device), vocab, train_set, valid_set, config.train,
                  max_length=max_length, training_smiles=training_smiles, tracker=tracker, save=save,
                  resume_state=resume_state, stop=stop, rank=context.rank, world_size=context.world_size,
-                 fcd_reference=reference)
+                 fcd_reference=reference, canonical_samples=config.sample.canonical)
     if not main:
         return TrainRunSummary(out, result, counts, {}, files)
     if result.stop_reason != "interrupted" and (out / BEST).exists() and model.config.exemplars:
@@ -305,7 +305,9 @@ def sample_and_report(loaded, config: RunConfig, out: Path, training_smiles: set
                       prefix: str = "samples") -> tuple[dict[str, float], dict[str, Path]]:
     """Sample ``config.sample.n`` molecules; write CSV, SDF and a PNG grid; return metrics and files."""
     s = config.sample
-    smiles = sample_prior(loaded, s.n, s.temperature, s.top_k, s.seed, s.batch_size)
+    drawn = sample_prior(loaded, s.n, s.temperature, s.top_k, s.seed, s.batch_size, canonical=s.canonical,
+                         max_draws=s.max_draws)
+    smiles = drawn.smiles
     table = sample_table(smiles, training_smiles)
     files = {"samples": out / f"{prefix}.csv", "sdf": out / f"{prefix}.sdf", "grid": out / f"{prefix}.png"}
     table.to_csv(files["samples"], index=False)
@@ -314,4 +316,5 @@ def sample_and_report(loaded, config: RunConfig, out: Path, training_smiles: set
     legends = [f"QED {q:.2f}  SA {a:.1f}" for q, a in zip(shown["qed"], shown["sa"])]
     molecule_grid_png(shown["smiles"].tolist(), files["grid"], legends)
     metrics = evaluate_samples(smiles, training_smiles)
+    metrics["canonical_rate"] = drawn.canonical_rate  # share of all decodes that were canonical strings
     return metrics, files

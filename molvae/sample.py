@@ -4,15 +4,16 @@ molecule and per-molecule negative ELBO scores."""
 
 from __future__ import annotations
 
+import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
 from tqdm.auto import tqdm
 
 from molvae.checkpoint import LoadedModel
-from molvae.chem import StandardizeOptions, clean_smiles, decode_selfies_list
+from molvae.chem import StandardizeOptions, clean_smiles, decode_selfies_checked_list, decode_selfies_list
 from molvae.data import tokenize
 from molvae.model import VAEOutput, gaussian_kl, vae_loss
 from molvae.parallel import ChunkMapper
@@ -20,7 +21,11 @@ from molvae.vocab import BOS_ID, EOS_ID, PAD_ID, UNK_ID
 
 __all__ = [
     "EncodedSmiles",
+    "PriorSamples",
+    "beam_search",
+    "decode_beam",
     "decode_latents",
+    "draw_samples",
     "elbo_scores",
     "encode_smiles",
     "generate_tokens",
@@ -29,6 +34,8 @@ __all__ = [
     "sample_prior",
     "selfies_to_smiles",
 ]
+
+log = logging.getLogger(__name__)
 
 _PARALLEL_DECODE_MIN = 20000
 
@@ -73,25 +80,146 @@ def selfies_to_smiles(selfies: Sequence[str], workers: int = 0) -> list[str | No
         return mapper.flat_map(decode_selfies_list, selfies, min_parallel=_PARALLEL_DECODE_MIN, max_chunk=20000)
 
 
-def decode_latents(loaded: LoadedModel, z: torch.Tensor, temperature: float = 0.0, top_k: int = 0,
-                   generator: torch.Generator | None = None, batch_size: int = 1024, workers: int = 0,
-                   progress: bool = False) -> list[str | None]:
-    """Canonical SMILES decoded from latent points z (N, Z); ``None`` where the decode is empty."""
+def _generate_selfies(loaded: LoadedModel, z: torch.Tensor, temperature: float, top_k: int,
+                      generator: torch.Generator | None, batch_size: int, progress: bool) -> list[str]:
+    """SELFIES strings decoded from latent points z (N, Z), ``batch_size`` at a time."""
     selfies = []
     for start in tqdm(range(0, z.size(0), batch_size), desc="decoding", unit="batch", disable=None if progress else True):
         tokens = generate_tokens(loaded, z[start : start + batch_size].to(loaded.device), temperature, top_k, generator)
         selfies.extend(loaded.vocab.decode(row) for row in tokens.tolist())
-    return selfies_to_smiles(selfies, workers)
+    return selfies
+
+
+def decode_latents(loaded: LoadedModel, z: torch.Tensor, temperature: float = 0.0, top_k: int = 0,
+                   generator: torch.Generator | None = None, batch_size: int = 1024, workers: int = 0,
+                   progress: bool = False) -> list[str | None]:
+    """Canonical SMILES decoded from latent points z (N, Z); ``None`` where the decode is empty."""
+    return selfies_to_smiles(_generate_selfies(loaded, z, temperature, top_k, generator, batch_size, progress), workers)
+
+
+@torch.no_grad()
+def beam_search(loaded: LoadedModel, z: torch.Tensor, width: int = 5) -> tuple[torch.Tensor, torch.Tensor]:
+    """The ``width`` likeliest token sequences the decoder gives each latent point z (B, Z), by beam
+    search: token ids (B, K, T) with PAD after EOS, and their log-probabilities (B, K), best first."""
+    model = loaded.model
+    batch, k = z.size(0), width
+    z_beams = z.repeat_interleave(k, dim=0)  # (B*K, Z)
+    hidden = model.initial_hidden(z_beams)  # (L, B*K, H)
+    layers, _, size = hidden.shape
+    token = torch.full((batch * k,), BOS_ID, dtype=torch.long, device=z.device)  # (B*K,)
+    scores = torch.full((batch, k), -math.inf, device=z.device)  # (B, K)
+    scores[:, 0] = 0.0  # one live beam to start with
+    finished = torch.zeros(batch, k, dtype=torch.bool, device=z.device)  # (B, K)
+    sequences = torch.empty(batch, k, 0, dtype=torch.long, device=z.device)  # (B, K, T)
+    banned = torch.tensor([PAD_ID, BOS_ID, UNK_ID], device=z.device)
+    for _ in range(loaded.max_length - 1):
+        logits, hidden = model.step(z_beams, token, hidden)  # (B*K, V), (L, B*K, H)
+        logits = logits.float()
+        logits[:, banned] = -math.inf
+        log_probs = logits.log_softmax(dim=-1).view(batch, k, -1)  # (B, K, V)
+        vocab_size = log_probs.size(-1)
+        done = torch.full((vocab_size,), -math.inf, device=z.device)
+        done[PAD_ID] = 0.0  # a finished beam only continues with PAD, at no cost
+        log_probs = torch.where(finished.unsqueeze(-1), done, log_probs)
+        total = scores.unsqueeze(-1) + log_probs  # (B, K, V)
+        scores, flat = total.view(batch, k * vocab_size).topk(k, dim=-1)  # (B, K)
+        beam, token = flat // vocab_size, flat % vocab_size  # (B, K) each
+        sequences = torch.cat([sequences.gather(1, beam.unsqueeze(-1).expand(-1, -1, sequences.size(2))),
+                               token.unsqueeze(-1)], dim=2)  # (B, K, T+1)
+        finished = finished.gather(1, beam) | (token == EOS_ID)  # (B, K)
+        hidden = hidden.view(layers, batch, k, size).gather(
+            2, beam.view(1, batch, k, 1).expand(layers, -1, -1, size)).view(layers, batch * k, size)
+        token = token.view(-1)
+        if bool(finished.all()):
+            break
+    return sequences, scores
+
+
+def decode_beam(loaded: LoadedModel, z: torch.Tensor, width: int = 5, batch_size: int = 256,
+                workers: int = 0) -> list[str | None]:
+    """Canonical SMILES of the likeliest decode of each latent point z (N, Z) that is a canonical
+    SELFIES string, among the ``width`` likeliest (beam search); the likeliest decode when none is.
+    Rewrites molecules more exactly than greedy decoding (``decode_latents`` at temperature 0)."""
+    selfies = []
+    for start in range(0, z.size(0), batch_size):
+        sequences, _ = beam_search(loaded, z[start : start + batch_size].to(loaded.device), width)
+        selfies.extend(loaded.vocab.decode(row) for beams in sequences.tolist() for row in beams)
+    with ChunkMapper(workers) as mapper:
+        decoded = mapper.flat_map(decode_selfies_checked_list, selfies, min_parallel=_PARALLEL_DECODE_MIN,
+                                  max_chunk=20000)
+    best = []
+    for start in range(0, len(decoded), width):
+        beams = decoded[start : start + width]
+        best.append(next((smiles for smiles, canonical in beams if canonical), beams[0][0]))
+    return best
+
+
+@dataclass
+class PriorSamples:
+    """Molecules sampled from a model, with how many latent draws it took to get them."""
+
+    smiles: list[str | None]  # canonical SMILES (None: empty decode), in draw order
+    draws: int  # latent points decoded
+    canonical: int  # of those, how many decoded to a canonical SELFIES string
+
+    @property
+    def canonical_rate(self) -> float:
+        """Share of decodes that were canonical strings: how often the decoder writes a string of the
+        form it was trained on (1.0 for a perfect model of canonical SELFIES)."""
+        return self.canonical / self.draws if self.draws else 0.0
+
+
+def draw_samples(loaded: LoadedModel, draw: Callable[[int], torch.Tensor], n: int, temperature: float = 1.0,
+                 top_k: int = 0, generator: torch.Generator | None = None, *, canonical: bool = True,
+                 max_draws: float = 20.0, batch_size: int = 1024, workers: int = 0,
+                 progress: bool = True) -> PriorSamples:
+    """``n`` molecules decoded from the latent points ``draw(m)`` returns (m, Z).
+
+    With ``canonical`` (the default) only decodes that are canonical SELFIES strings are kept, and
+    more points are drawn until there are ``n`` of them: rejection sampling, i.e. the model's own
+    distribution restricted to strings of the form all its training strings have. A non-canonical
+    string is to a SELFIES model what an invalid SMILES is to a SMILES model, except that SELFIES
+    turns it into an odd but valid molecule instead of failing. At most ``max_draws * n`` points
+    are drawn; if that is not enough, the other decodes fill the rest and a warning says so.
+    """
+    limit = max(n, math.ceil(max_draws * n)) if canonical else n
+    kept: list[str | None] = []
+    others: list[str | None] = []
+    draws = n_canonical = 0
+    with tqdm(total=n, desc="sampling", unit="mol", disable=None if progress and n >= 1000 else True) as bar:
+        while len(kept) < n and draws < limit:
+            rate = max(n_canonical / draws, 0.02) if draws else 1.0
+            count = min(limit - draws, max(math.ceil(1.1 * (n - len(kept)) / rate), batch_size))
+            with torch.no_grad():
+                z = draw(count)  # (count, Z)
+            selfies = _generate_selfies(loaded, z, temperature, top_k, generator, batch_size, progress=False)
+            with ChunkMapper(workers) as mapper:
+                decoded = mapper.flat_map(decode_selfies_checked_list, selfies, min_parallel=_PARALLEL_DECODE_MIN,
+                                          max_chunk=20000)
+            draws += count
+            for smiles, is_canonical in decoded:
+                n_canonical += is_canonical
+                (kept if is_canonical or not canonical else others).append(smiles)
+            bar.update(min(len(kept), n) - bar.n)
+    if len(kept) < n:
+        log.warning("only %d of %d decodes (%.1f %%) were canonical SELFIES strings, fewer than the %d molecules "
+                    "asked for: %d non-canonical decodes fill the rest (the model needs more training; "
+                    "sample.canonical = false keeps every decode)", n_canonical, draws,
+                    100 * n_canonical / max(draws, 1), n, n - len(kept))
+        kept.extend(others[: n - len(kept)])
+    return PriorSamples(kept[:n], draws, n_canonical)
 
 
 def sample_prior(loaded: LoadedModel, n: int, temperature: float = 1.0, top_k: int = 0, seed: int = 0,
-                 batch_size: int = 1024, workers: int = 0, progress: bool = True) -> list[str | None]:
-    """``n`` molecules decoded from z ~ p(z), the model's prior (N(0, I) or the learned one);
-    reproducible for a given seed and device."""
+                 batch_size: int = 1024, workers: int = 0, progress: bool = True, *, canonical: bool = True,
+                 max_draws: float = 20.0) -> PriorSamples:
+    """``n`` molecules decoded from the model's sampling prior (its exemplars once fitted, else p(z)),
+    only canonical decodes unless ``canonical`` is false (see :func:`draw_samples`); reproducible
+    for a given seed and device."""
     generator = torch.Generator(device=loaded.device).manual_seed(seed)
-    with torch.no_grad():
-        z = loaded.model.sample_latent(n, generator)  # (N, Z)
-    return decode_latents(loaded, z, temperature, top_k, generator, batch_size, workers, progress)
+    return draw_samples(loaded, lambda count: loaded.model.sample_latent(count, generator), n, temperature, top_k,
+                        generator, canonical=canonical, max_draws=max_draws, batch_size=batch_size,
+                        workers=workers, progress=progress)
 
 
 @dataclass

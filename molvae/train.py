@@ -184,6 +184,7 @@ def fit(
     rank: int = 0,
     world_size: int = 1,
     fcd_reference: tuple[Any, Any] | None = None,
+    canonical_samples: bool = True,
 ) -> TrainResult:
     """Train ``model`` (already on its device) and return the history and outcome.
 
@@ -192,7 +193,8 @@ def fit(
     :func:`fit` needs to continue exactly (pass it back as ``resume_state``). ``training_smiles``
     (canonical) is the reference for novelty. With ``world_size > 1`` the model is expected to
     be wrapped for DistributedDataParallel by the caller; batches are sharded by ``rank``.
-    ``fcd_reference`` (ChemNet mean, covariance) adds the FCD of each epoch's prior samples.
+    ``fcd_reference`` (ChemNet mean, covariance) adds the FCD of each epoch's prior samples, which
+    are drawn as ``molvae sample`` draws them (only canonical decodes with ``canonical_samples``).
     """
     tracker = tracker or NullTracker()
     stop = stop or threading.Event()
@@ -258,7 +260,8 @@ def fit(
             samples: list[str | None] = []
             if rank == 0:
                 epoch_metrics, samples = evaluate_epoch(core, vocab, valid, config, max_length, epoch, training_smiles,
-                                                        autocast_dtype, fcd_reference, exemplar_pool=train)
+                                                        autocast_dtype, fcd_reference, exemplar_pool=train,
+                                                        canonical=canonical_samples)
                 metrics.update(epoch_metrics)
             state["epoch"], state["batch"] = epoch + 1, 0
             watched = metrics.get(_SELECTORS[config.select_by], math.inf) if rank == 0 else math.inf
@@ -406,14 +409,16 @@ def _draw_latents(model: MolVAE, n: int, generator: torch.Generator, pool: Token
 def evaluate_epoch(model: MolVAE, vocab: Vocabulary, valid: TokenizedSet, config: TrainConfig, max_length: int,
                    epoch: int, training_smiles: set[str] | None, autocast_dtype: torch.dtype | None = None,
                    fcd_reference: tuple[Any, Any] | None = None,
-                   exemplar_pool: TokenizedSet | None = None) -> tuple[dict[str, float], list[str | None]]:
+                   exemplar_pool: TokenizedSet | None = None,
+                   canonical: bool = True) -> tuple[dict[str, float], list[str | None]]:
     """Validation loss terms at the full KL weight, token accuracy, exact greedy reconstruction of
     held-out molecules, active latent units, and the quality of ``config.eval_samples`` prior samples
     (drawn as the finished model will draw them: from the posteriors of molecules of
-    ``exemplar_pool`` for a model with an exemplar prior): validity / uniqueness / novelty, FCD
-    against ``fcd_reference``, mean SA and QED, the MOSES filter pass rate. Returns the metrics and
-    the samples."""
-    from molvae.sample import decode_latents
+    ``exemplar_pool`` for a model with an exemplar prior, keeping only canonical decodes with
+    ``canonical``): validity / uniqueness / novelty, FCD against ``fcd_reference``, mean SA and
+    QED, the MOSES filter pass rate, the share of decodes that were canonical strings. Returns the
+    metrics and the samples."""
+    from molvae.sample import decode_latents, draw_samples
 
     device = next(model.parameters()).device
     model.eval()
@@ -470,8 +475,11 @@ def evaluate_epoch(model: MolVAE, vocab: Vocabulary, valid: TokenizedSet, config
     samples: list[str | None] = []
     if config.eval_samples:
         generator = torch.Generator(device=device).manual_seed(config.seed + epoch)
-        z = _draw_latents(model, config.eval_samples, generator, exemplar_pool)
-        samples = decode_latents(loaded, z, temperature=1.0, generator=generator, workers=1)
+        drawn = draw_samples(loaded, lambda count: _draw_latents(model, count, generator, exemplar_pool),
+                             config.eval_samples, 1.0, generator=generator, canonical=canonical, workers=1,
+                             progress=False)
+        samples = drawn.smiles
+        metrics["sample_canonical"] = drawn.canonical_rate
         metrics["sample_validity"] = validity(samples)
         metrics["sample_uniqueness"] = uniqueness(samples)
         if training_smiles is not None:
@@ -486,7 +494,8 @@ def _log_epoch(epoch: int, m: dict[str, float]) -> None:
              f"recon {m['val_reconstruction']:.2f}", f"KL {m['val_kl']:.2f}", f"acc {m['val_token_accuracy']:.3f}",
              f"AU {m['active_units']:.0f}"]
     for key, label in (("val_exact_reconstruction", "exact"), ("sample_validity", "valid"),
-                       ("sample_uniqueness", "unique"), ("sample_novelty", "novel"), ("sample_fcd", "FCD"),
+                       ("sample_uniqueness", "unique"), ("sample_novelty", "novel"), ("sample_canonical", "canonical"),
+                       ("sample_fcd", "FCD"),
                        ("sample_sa", "SA"), ("sample_qed", "QED"), ("sample_filters", "filters")):
         if key in m:
             parts.append(f"{label} {m[key]:.3f}")

@@ -84,7 +84,7 @@ def _score(arm: str, args: argparse.Namespace) -> dict[str, object]:
     run = Path(args.out) / arm
     loaded = load_model(run / "model.pt")
     started = time.perf_counter()
-    samples = sample_prior(loaded, args.n_samples, temperature=1.0, seed=0, progress=False)
+    samples = sample_prior(loaded, args.n_samples, temperature=1.0, seed=0, progress=False).smiles
     training = set(prepare(args.data, loaded.data_config).kept["smiles"])
     row: dict[str, object] = {"arm": arm, "minutes": args.minutes, "threads": args.threads}
     row.update(validity=validity(samples), unique_at_min_10k_n=uniqueness(samples, min(10000, len(samples))),

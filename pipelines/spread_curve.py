@@ -3,14 +3,15 @@ spreads, the same number of samples each, scored on FCD/Test, novelty and the re
 
 For each spread s, ``-n`` molecules are decoded (temperature 1.0) from z drawn from the posteriors
 of the model's exemplars widened by s (``molvae sample --spread s``), and the model's own trained
-prior is scored beside them. FCD/Test uses the MOSES test-set statistics shipped with molvae;
+prior is scored beside them; each twice, keeping every decode (``--no-canonical``) and keeping only
+canonical SELFIES decodes (the default of ``molvae sample``). FCD/Test uses the MOSES test-set statistics shipped with molvae;
 novelty is against the model's training molecules (the hashes its checkpoint carries) or, with
 ``--moses``, against the MOSES training set as written (MOSES's definition; use it when the
 exemplars are MOSES molecules).
 
     python pipelines/spread_curve.py --spreads 1,1.25,1.5,1.75,2,2.5 -n 5000 --moses data/moses --out runs/spread
 
-Writes OUT/spread.csv and OUT/spread.png (FCD/Test against novelty, one point per spread).
+Writes OUT/spread.csv and OUT/spread.png (FCD/Test against novelty, one point per spread and mode).
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     from molvae.checkpoint import PRETRAINED, load_model
     from molvae.metrics import generation_quality, novelty, uniqueness, validity
     from molvae.moses import load_moses, moses_test_fcd_reference
-    from molvae.sample import decode_latents
+    from molvae.sample import draw_samples
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -62,24 +63,31 @@ def main(argv: list[str] | None = None) -> int:
     training = set(load_moses(Path(args.moses), ["train"])["train"]) if args.moses else loaded.training_index
     reference = moses_test_fcd_reference()
     rows = []
-    for spread in [None, *spreads]:  # None: the trained prior
-        started = time.perf_counter()
-        generator = torch.Generator().manual_seed(args.seed)
-        with torch.no_grad():
+    for canonical in (False, True):
+        for spread in [None, *spreads]:  # None: the trained prior
+            started = time.perf_counter()
+            generator = torch.Generator().manual_seed(args.seed)
             if spread is None:
-                z = (loaded.model.prior.sample(args.n, generator) if loaded.model.prior is not None
-                     else torch.randn(args.n, loaded.model.config.latent_dim, generator=generator))
+                def draw(count):
+                    return (loaded.model.prior.sample(count, generator) if loaded.model.prior is not None
+                            else torch.randn(count, loaded.model.config.latent_dim, generator=generator))
             else:
                 exemplars.spread = spread
-                z = exemplars.sample(args.n, generator)
-        samples = decode_latents(loaded, z, temperature=1.0, generator=generator)
-        row = {"sampling": "trained prior" if spread is None else "exemplars", "spread": spread,
-               "samples": args.n, "validity": validity(samples), "uniqueness": uniqueness(samples),
-               "novelty": novelty(samples, training) if training is not None else float("nan")}
-        row.update({key.removeprefix("sample_"): value for key, value in generation_quality(samples, reference).items()})
-        row["seconds"] = round(time.perf_counter() - started, 1)
-        rows.append(row)
-        print(", ".join(f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}" for k, v in row.items()), flush=True)
+
+                def draw(count):
+                    return exemplars.sample(count, generator)
+            drawn = draw_samples(loaded, draw, args.n, 1.0, generator=generator, canonical=canonical, progress=False)
+            samples = drawn.smiles
+            row = {"sampling": "trained prior" if spread is None else "exemplars", "spread": spread,
+                   "canonical": canonical, "samples": args.n, "draws": drawn.draws,
+                   "canonical_rate": drawn.canonical_rate, "validity": validity(samples),
+                   "uniqueness": uniqueness(samples),
+                   "novelty": novelty(samples, training) if training is not None else float("nan")}
+            quality = generation_quality(samples, reference)
+            row.update({key.removeprefix("sample_"): value for key, value in quality.items()})
+            row["seconds"] = round(time.perf_counter() - started, 1)
+            rows.append(row)
+            print(", ".join(f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}" for k, v in row.items()), flush=True)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     table = pd.DataFrame(rows)
@@ -96,18 +104,21 @@ def _plot(table, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6.5, 4.5))
-    curve = table[table["sampling"] == "exemplars"]
-    ax.plot(curve["novelty"], curve["fcd"], "o-", label="exemplar prior")
-    for _, r in curve.iterrows():
-        ax.annotate(f"spread {r['spread']:g}", (r["novelty"], r["fcd"]), fontsize=8, xytext=(4, -10),
-                    textcoords="offset points")
-    trained = table[table["sampling"] == "trained prior"]
-    ax.scatter(trained["novelty"], trained["fcd"], marker="s", color="C3", label="trained prior")
+    for colour, canonical, label in (("C0", False, "every decode"), ("C2", True, "canonical decodes only")):
+        mode = table[table["canonical"] == canonical]
+        curve = mode[mode["sampling"] == "exemplars"]
+        ax.plot(curve["novelty"], curve["fcd"], "o-", color=colour, label=f"exemplar prior, {label}")
+        for _, r in curve.iterrows():
+            ax.annotate(f"{r['spread']:g}", (r["novelty"], r["fcd"]), fontsize=8, xytext=(4, -10),
+                        textcoords="offset points")
+        trained = mode[mode["sampling"] == "trained prior"]
+        ax.scatter(trained["novelty"], trained["fcd"], marker="s", color=colour, edgecolor="k",
+                   label=f"trained prior, {label}")
     ax.set_xlabel("novelty (share of unique valid samples not in the training set)")
     ax.set_ylabel("FCD/Test (lower is better)")
     ax.grid(alpha=0.3)
     ax.legend()
-    ax.set_title(f"Sampling spread: likeness against novelty ({int(table['samples'].iloc[0])} samples each)")
+    ax.set_title(f"Spread (numbers): likeness against novelty ({int(table['samples'].iloc[0])} samples each)")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)

@@ -154,7 +154,7 @@ def test_tiny_run_with_a_learned_prior_trains_saves_and_samples(tmp_path, prior)
     path = save_checkpoint(tmp_path / "m.pt", model, vocab, max_length)
     loaded = load_model(path)
     assert loaded.model.config.prior == prior
-    assert len(sample_prior(loaded, 5, progress=False)) == 5
+    assert len(sample_prior(loaded, 5, progress=False).smiles) == 5
 
 
 def test_epoch_metrics_include_fcd_against_a_reference(tmp_path):
@@ -179,7 +179,7 @@ def test_checkpoints_from_before_learned_priors_still_load():
     loaded = load_model(PRETRAINED)
     if "prior" not in payload["model_config"]:
         assert loaded.model.config.prior == "gaussian" and loaded.model.prior is None
-    assert len(sample_prior(loaded, 3, progress=False)) == 3
+    assert len(sample_prior(loaded, 3, progress=False).smiles) == 3
 
 
 def test_a_checkpoint_with_an_unknown_prior_fails_clearly(tmp_path):
@@ -214,7 +214,7 @@ def test_fit_prior_moves_the_prior_onto_the_encodings(trained_run, tmp_path, cap
     assert main(["fit-prior", "--model", str(trained_run.out_dir / "model.pt"), "--steps", "50", "--out", str(out)]) == 0
     fitted = load_model(out)
     assert fitted.model.config.prior == "flow" and "prior_fit" in fitted.meta
-    assert len(sample_prior(fitted, 4, progress=False)) == 4
+    assert len(sample_prior(fitted, 4, progress=False).smiles) == 4
 
 
 def test_fit_prior_gives_a_gaussian_model_a_flow(tmp_path):
@@ -284,7 +284,7 @@ def test_checkpoints_without_exemplars_load_and_sample_from_their_prior(tmp_path
     torch.save(payload, path)
     loaded = load_model(path)
     assert loaded.model.exemplars is None and loaded.model.config.exemplars == 0
-    assert len(sample_prior(loaded, 3, progress=False)) == 3
+    assert len(sample_prior(loaded, 3, progress=False).smiles) == 3
 
 
 def test_training_fits_exemplars_and_epochs_sample_from_posteriors(trained_run):

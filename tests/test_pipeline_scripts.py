@@ -117,8 +117,10 @@ def test_spread_curve_tiny(trained_run, tmp_path):
     import pandas as pd
 
     table = pd.read_csv(tmp_path / "s" / "spread.csv")
-    assert table["sampling"].tolist() == ["trained prior", "exemplars", "exemplars"]
-    assert table["spread"].tolist()[1:] == [1.0, 2.0] and (table["validity"] > 0).all()
+    assert table["sampling"].tolist() == ["trained prior", "exemplars", "exemplars"] * 2
+    assert table["canonical"].tolist() == [False] * 3 + [True] * 3  # every decode, then canonical decodes only
+    assert table["spread"].tolist()[4:] == [1.0, 2.0] and (table["validity"] > 0).all()
+    assert (table["draws"][3:] >= 12).all() and table["canonical_rate"].between(0, 1).all()
     assert (tmp_path / "s" / "spread.png").stat().st_size > 0
     done = run("spread_curve.py", "--model", trained_run.out_dir / "model.pt", "--spreads", "0", "--out", tmp_path / "t")
     assert done.returncode == 2 and "spreads" in done.stderr

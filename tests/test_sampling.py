@@ -1,0 +1,111 @@
+"""Canonical sampling: only decodes that are canonical SELFIES strings are kept, more latent points
+are drawn until there are enough, and the draws are bounded and accounted for."""
+
+from __future__ import annotations
+
+import torch
+
+import molvae.sample as sample_module
+from molvae.checkpoint import load_model
+from molvae.chem import canonical_smiles, decode_selfies_checked, encode_selfies
+from molvae.sample import draw_samples, sample_prior
+
+CANONICAL = [encode_selfies(canonical_smiles(s)) for s in ("CCO", "c1ccccc1O", "CC(=O)O")]  # as training strings are made
+NON_CANONICAL = ["[O][C][C]", "[C][=O][C]", "[C][Ring1][C]"]  # reordered, repaired, ring skipped
+
+
+def test_the_canonical_check_accepts_training_strings_only():
+    for selfies in CANONICAL:
+        assert decode_selfies_checked(selfies)[1]
+    for selfies in NON_CANONICAL:
+        smiles, canonical = decode_selfies_checked(selfies)
+        assert smiles is not None and not canonical  # still a valid molecule, but not a string the model was taught
+    assert decode_selfies_checked("") == (None, False)
+
+
+def _scripted_decoder(monkeypatch, strings):
+    """Make the decoder return ``strings`` in order, cycling; count the latent points drawn."""
+    calls = {"points": 0}
+
+    def fake_generate(loaded, z, temperature, top_k, generator, batch_size, progress):
+        start = calls["points"]
+        calls["points"] += z.size(0)
+        return [strings[(start + i) % len(strings)] for i in range(z.size(0))]
+
+    monkeypatch.setattr(sample_module, "_generate_selfies", fake_generate)
+    return calls
+
+
+def test_canonical_sampling_draws_until_it_has_enough(monkeypatch):
+    calls = _scripted_decoder(monkeypatch, CANONICAL[:1] + NON_CANONICAL)  # one in four canonical
+    drawn = draw_samples(None, lambda m: torch.zeros(m, 2), 10, canonical=True, progress=False)
+    assert drawn.smiles == ["CCO"] * 10
+    assert drawn.draws == calls["points"] >= 40 and drawn.canonical >= 10
+    assert abs(drawn.canonical_rate - 0.25) < 0.01
+
+
+def test_without_canonical_every_decode_is_kept_and_still_counted(monkeypatch):
+    _scripted_decoder(monkeypatch, CANONICAL[:1] + NON_CANONICAL)
+    drawn = draw_samples(None, lambda m: torch.zeros(m, 2), 8, canonical=False, progress=False)
+    assert drawn.smiles == ["CCO", "CCO", "C=O", "C"] * 2
+    assert drawn.draws == 8 and drawn.canonical == 2
+
+
+def test_the_draws_are_bounded_and_the_rest_is_filled_with_a_warning(monkeypatch, caplog):
+    calls = _scripted_decoder(monkeypatch, NON_CANONICAL)  # the model never writes a canonical string
+    drawn = draw_samples(None, lambda m: torch.zeros(m, 2), 5, canonical=True, max_draws=4, progress=False)
+    assert calls["points"] == drawn.draws == 20  # 4 per molecule asked for, no more
+    assert len(drawn.smiles) == 5 and all(s is not None for s in drawn.smiles)
+    assert drawn.canonical == 0 and "only 0 of 20 decodes" in caplog.text
+
+
+def test_the_shipped_model_samples_canonical_molecules_reproducibly():
+    loaded = load_model(sample_module.__file__.replace("sample.py", "pretrained/model.pt"))
+    first = sample_prior(loaded, 40, seed=3, progress=False)
+    again = sample_prior(loaded, 40, seed=3, progress=False)
+    assert first.smiles == again.smiles and len(first.smiles) == 40
+    assert 0.05 < first.canonical_rate < 1 and first.draws > 40
+    for smiles in first.smiles:  # each one is a canonical decode: its SELFIES round-trips exactly
+        assert decode_selfies_checked(encode_selfies(smiles)) == (smiles, True)
+
+
+def _shipped():
+    return load_model(sample_module.__file__.replace("sample.py", "pretrained/model.pt"))
+
+
+def test_beam_search_of_width_one_is_greedy_decoding_and_its_scores_are_log_probabilities():
+    from molvae.sample import beam_search, generate_tokens
+    from molvae.vocab import BOS_ID, PAD_ID
+
+    loaded = _shipped()
+    z = loaded.model.sample_latent(6, torch.Generator().manual_seed(0))  # (6, Z)
+    greedy = generate_tokens(loaded, z, temperature=0)  # (6, T)
+    sequences, _ = beam_search(loaded, z, width=1)  # (6, 1, T')
+    length = min(greedy.size(1), sequences.size(2))
+    assert torch.equal(sequences[:, 0, :length], greedy[:, :length])
+
+    sequences, scores = beam_search(loaded, z, width=4)  # (6, 4, T), (6, 4)
+    assert (scores[:, :-1] >= scores[:, 1:]).all()  # best first
+    assert all(len({tuple(beam) for beam in beams}) == 4 for beams in sequences.tolist())  # distinct beams
+    # each score is the sequence's log-probability under the decoder, teacher-forced
+    tokens = sequences[:, 0]  # (6, T)
+    inputs = torch.cat([torch.full((6, 1), BOS_ID), tokens[:, :-1]], dim=1)
+    with torch.no_grad():
+        log_probs = loaded.model.decode_logits(z, inputs).log_softmax(-1)  # (6, T, V)
+    picked = log_probs.gather(2, tokens.unsqueeze(-1)).squeeze(-1).masked_fill(tokens == PAD_ID, 0.0)
+    assert torch.allclose(picked.sum(dim=1), scores[:, 0], atol=1e-3)
+
+
+def test_beam_decoding_rewrites_molecules_at_least_as_well_as_greedy():
+    import pandas as pd
+
+    from molvae.sample import decode_beam, decode_latents, encode_smiles
+
+    from .conftest import MOLECULES_CSV
+
+    loaded = _shipped()
+    encoded = encode_smiles(loaded, pd.read_csv(MOLECULES_CSV)["SMILES"].tolist())
+    greedy = decode_latents(loaded, encoded.mu)
+    beam = decode_beam(loaded, encoded.mu, width=5)
+    exact = [sum(d == s for d, s in zip(decoded, encoded.smiles)) for decoded in (greedy, beam)]
+    assert exact[1] >= exact[0] > len(encoded.smiles) // 2
