@@ -41,7 +41,7 @@ class ModelConfig:
     prior_hidden: int = 256  # flow: width of each coupling network
     prior_components: int = 64  # mixture: Gaussian components
     exemplars: int = 20000  # sampling draws z from the posteriors of this many training molecules, fitted after training (0 = from the prior)
-    exemplar_spread: float = 1.9  # their posterior standard deviations are widened by this factor: higher = more novel, less like the data
+    exemplar_spread: float = 2.6  # their posterior standard deviations are widened by this factor: higher = more novel, less like the data
 
 
 @dataclass

@@ -59,7 +59,7 @@ from molvae.objectives import (
     score_smiles,
     scorer_for,
 )
-from molvae.sample import decode_latents, encode_smiles
+from molvae.sample import decode_beams, decode_latents, encode_smiles
 
 __all__ = [
     "OPTIMIZERS",
@@ -105,6 +105,7 @@ class OptimizeConfig:
     batch_size: int = 32  # latent points per round: parallel starts, BO batch size q, random batch
     decodes_per_point: int = 1  # 1 = greedy only; more adds temperature-sampled decodes of the same z
     decode_temperature: float = 0.7  # softmax temperature of the extra decodes
+    decode_beam: int = 1  # > 1: instead of the greedy decode, every distinct decode of a beam search this wide
     max_rounds: int = 1000  # stop a method after this many rounds even with budget left
     max_stale_rounds: int = 25  # ... or after this many rounds in a row that scored no new molecule
     seed: int = 0  # seeds starts, noise, BO and extra decodes
@@ -137,7 +138,7 @@ class OptimizeConfig:
     distance_weight: float = 0.0  # lead gradient ascent: extra penalty weight * |z - z_seed|^2 / 2
 
     def __post_init__(self) -> None:
-        positive = ("budget", "batch_size", "decodes_per_point", "max_rounds", "max_stale_rounds",
+        positive = ("budget", "batch_size", "decodes_per_point", "decode_beam", "max_rounds", "max_stale_rounds",
                     "surrogate_molecules", "surrogate_members", "surrogate_epochs", "surrogate_hidden",
                     "steps_per_round", "restart_patience", "bo_max_points", "bo_raw_samples", "bo_restarts",
                     "bo_ts_candidates",
@@ -481,6 +482,7 @@ class Oracle:
     def __init__(self, loaded: LoadedModel, objectives: Sequence[Objective], budget: int, *,
                  filters: Filters = Filters(), method: str = "", reference: str | None = None,
                  min_similarity: float = 0.0, decodes_per_point: int = 1, decode_temperature: float = 0.7,
+                 decode_beam: int = 1,
                  surrogate: Surrogate | None = None, known: Mapping[str, float | None] | None = None,
                  seed: int = 0):
         if isinstance(budget, bool) or not isinstance(budget, int) or budget < 0:
@@ -498,6 +500,7 @@ class Oracle:
         self.min_similarity = min_similarity
         self.decodes_per_point = decodes_per_point
         self.decode_temperature = decode_temperature
+        self.decode_beam = decode_beam
         self.surrogate = surrogate
         self.stats = OracleStats()
         self.candidates: list[Candidate] = []  # in call order
@@ -542,12 +545,13 @@ class Oracle:
         return tanimoto(to_mol(smiles), self._reference_mol)
 
     def _decode(self, z: torch.Tensor) -> list[list[str | None]]:
-        """Canonical SMILES per point (N lists of ``decodes_per_point``): greedy first, then sampled."""
-        decodes = [decode_latents(self.loaded, z, temperature=0.0)]
-        for _ in range(self.decodes_per_point - 1):
-            decodes.append(decode_latents(self.loaded, z, temperature=self.decode_temperature,
-                                          generator=self._generator))
-        return [list(per_point) for per_point in zip(*decodes)]
+        """Canonical SMILES per point: greedy (or, with ``decode_beam`` > 1, every distinct beam-search
+        decode, likeliest canonical ones first), then ``decodes_per_point - 1`` sampled ones."""
+        first = ([[smiles] for smiles in decode_latents(self.loaded, z, temperature=0.0)] if self.decode_beam <= 1
+                 else decode_beams(self.loaded, z, self.decode_beam))
+        sampled = [decode_latents(self.loaded, z, temperature=self.decode_temperature, generator=self._generator)
+                   for _ in range(self.decodes_per_point - 1)]
+        return [[*beams, *extra] for beams, *extra in zip(first, *sampled)]
 
     @torch.no_grad()
     def _annotate(self, z: torch.Tensor) -> list[dict[str, Any]]:
@@ -1083,7 +1087,8 @@ def _new_oracle(loaded: LoadedModel, objectives: Sequence[Objective], method: st
                 known: Mapping[str, float | None] | None = None, min_similarity: float = 0.0) -> Oracle:
     return Oracle(loaded, objectives, config.budget, filters=filters, method=method, reference=reference,
                   min_similarity=min_similarity, decodes_per_point=config.decodes_per_point,
-                  decode_temperature=config.decode_temperature, surrogate=surrogate, known=known, seed=config.seed)
+                  decode_temperature=config.decode_temperature, decode_beam=config.decode_beam, surrogate=surrogate,
+                  known=known, seed=config.seed)
 
 
 def _method_result(oracle: Oracle, seconds: float) -> MethodResult:

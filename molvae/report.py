@@ -78,8 +78,8 @@ def loss_curves_png(history: list[dict[str, float]], path: str | os.PathLike) ->
         (axes[0, 0], ["train_reconstruction", "val_reconstruction"], "reconstruction NLL (nats/molecule)"),
         (axes[0, 1], ["train_kl", "val_kl", "active_units"], "KL (nats) and active units"),
         (axes[1, 0], ["train_token_accuracy", "val_token_accuracy", "val_exact_reconstruction"], "accuracy"),
-        (axes[1, 1], ["sample_validity", "sample_uniqueness", "sample_novelty", "sample_filters", "sample_qed"],
-         "prior samples: shares and mean QED"),
+        (axes[1, 1], ["sample_validity", "sample_uniqueness", "sample_novelty", "sample_filters", "sample_qed",
+                      "sample_canonical"], "prior samples: shares and mean QED"),
         (axes[0, 2], ["sample_fcd"], "prior samples: FCD to the reference (lower is better)"),
         (axes[1, 2], ["sample_sa"], "prior samples: mean SA score"),
     ]

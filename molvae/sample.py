@@ -24,6 +24,7 @@ __all__ = [
     "PriorSamples",
     "beam_search",
     "decode_beam",
+    "decode_beams",
     "decode_latents",
     "draw_samples",
     "elbo_scores",
@@ -135,11 +136,11 @@ def beam_search(loaded: LoadedModel, z: torch.Tensor, width: int = 5) -> tuple[t
     return sequences, scores
 
 
-def decode_beam(loaded: LoadedModel, z: torch.Tensor, width: int = 5, batch_size: int = 256,
-                workers: int = 0) -> list[str | None]:
-    """Canonical SMILES of the likeliest decode of each latent point z (N, Z) that is a canonical
-    SELFIES string, among the ``width`` likeliest (beam search); the likeliest decode when none is.
-    Rewrites molecules more exactly than greedy decoding (``decode_latents`` at temperature 0)."""
+def decode_beams(loaded: LoadedModel, z: torch.Tensor, width: int = 5, batch_size: int = 256,
+                 workers: int = 0) -> list[list[str | None]]:
+    """For each latent point z (N, Z), the distinct canonical SMILES of its ``width`` likeliest
+    decodes (beam search): those whose SELFIES is a canonical string first, each group likeliest
+    first."""
     selfies = []
     for start in range(0, z.size(0), batch_size):
         sequences, _ = beam_search(loaded, z[start : start + batch_size].to(loaded.device), width)
@@ -147,11 +148,21 @@ def decode_beam(loaded: LoadedModel, z: torch.Tensor, width: int = 5, batch_size
     with ChunkMapper(workers) as mapper:
         decoded = mapper.flat_map(decode_selfies_checked_list, selfies, min_parallel=_PARALLEL_DECODE_MIN,
                                   max_chunk=20000)
-    best = []
+    per_point = []
     for start in range(0, len(decoded), width):
         beams = decoded[start : start + width]
-        best.append(next((smiles for smiles, canonical in beams if canonical), beams[0][0]))
-    return best
+        ordered = [smiles for smiles, canonical in beams if canonical] + [smiles for smiles, canonical in beams
+                                                                          if not canonical]
+        per_point.append(list(dict.fromkeys(ordered)))
+    return per_point
+
+
+def decode_beam(loaded: LoadedModel, z: torch.Tensor, width: int = 5, batch_size: int = 256,
+                workers: int = 0) -> list[str | None]:
+    """Canonical SMILES of the likeliest decode of each latent point z (N, Z) that is a canonical
+    SELFIES string, among the ``width`` likeliest (beam search); the likeliest decode when none is.
+    Rewrites molecules more exactly than greedy decoding (``decode_latents`` at temperature 0)."""
+    return [beams[0] for beams in decode_beams(loaded, z, width, batch_size, workers)]
 
 
 @dataclass

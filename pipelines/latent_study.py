@@ -126,11 +126,12 @@ def _plot(table, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7, 5))
-    for _, r in table.iterrows():
-        ax.scatter(r["fcd"], r["exact_reconstruction"], s=40)
-        ax.annotate(f"{r['arm']} ({r['minutes']:g} min)", (r["fcd"], r["exact_reconstruction"]), fontsize=8,
-                    xytext=(4, 4), textcoords="offset points")
+    fig, ax = plt.subplots(figsize=(11, 5.5))
+    markers = "osD^vP*Xhp<>"
+    for i, (_, r) in enumerate(table.iterrows()):  # a legend, not labels: the long runs sit close together
+        ax.scatter(r["fcd"], r["exact_reconstruction"], s=45, color=f"C{i % 10}", marker=markers[i // 10 % len(markers)],
+                   label=f"{r['arm']} ({r['minutes']:g} min)")
+    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
     ax.set_xlabel("FCD/Test of prior samples (lower is better)")
     ax.set_ylabel("exact reconstruction of held-out molecules")
     ax.set_xscale("log")

@@ -385,17 +385,18 @@ def test_cli_random_starts_writes_outputs_and_mlflow_runs(trained_run, tmp_path,
     assert parents[0].data.metrics["random_oracle_calls"] <= 10 and "gradient_top1_mean" in parents[0].data.metrics
 
 
-def test_neighbourhood_search_adapts_its_radius_and_records_an_empty_neighbourhood(loaded):
+@pytest.mark.parametrize("beam", [1, 4])
+def test_neighbourhood_search_adapts_its_radius_and_records_an_empty_neighbourhood(loaded, beam):
     """Budget never exceeded, nothing below the floor, and a floor nothing can clear ends as a recorded
-    failure (no candidate, no improvement) instead of an error or a loop."""
+    failure (no candidate, no improvement) instead of an error or a loop; with greedy or beam decodes."""
     objectives = parse_objectives("qed:max")
     config = optimize_config_from_dict({"min_similarity": 0.3, "lead_radius": 2.0, "budget": 12, "batch_size": 6,
-                                        "max_stale_rounds": 4}, FAST)
+                                        "max_stale_rounds": 4, "decode_beam": beam}, FAST)
     (result,) = optimize_leads(loaded, [CAFFEINE], objectives, "neighbourhood", config)
     assert result.stats.calls <= 12 and all(c.similarity >= 0.3 for c in result.candidates)
-    assert result.stats.decodes >= 2 * result.stats.calls  # greedy and sampled decodes of each point
+    assert result.stats.decodes >= 2 * result.stats.calls  # greedy (or beam) and sampled decodes of each point
     impossible = optimize_config_from_dict({"min_similarity": 1.0, "budget": 12, "batch_size": 6,
-                                            "max_stale_rounds": 3}, FAST)
+                                            "max_stale_rounds": 3, "decode_beam": beam}, FAST)
     (stuck,) = optimize_leads(loaded, [CAFFEINE], objectives, "neighbourhood", impossible)
     assert stuck.status == "ok" and not stuck.success and stuck.best is None and stuck.improvement == 0.0
     assert stuck.stats.calls == 0 and stuck.stats.below_floor + stuck.stats.duplicates + stuck.stats.invalid > 0
