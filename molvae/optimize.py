@@ -50,7 +50,7 @@ from tqdm.auto import tqdm
 from torch import nn
 
 from molvae.checkpoint import LoadedModel
-from molvae.model import MolVAE
+from molvae.model import ExemplarPrior, MolVAE
 from molvae.chem import compute_properties, tanimoto, to_mol
 from molvae.objectives import (
     SIGMOID_DEFAULTS,
@@ -59,7 +59,7 @@ from molvae.objectives import (
     score_smiles,
     scorer_for,
 )
-from molvae.sample import decode_beams, decode_latents, encode_smiles
+from molvae.sample import decode_beams, decode_latents_checked, encode_smiles
 
 __all__ = [
     "OPTIMIZERS",
@@ -106,6 +106,7 @@ class OptimizeConfig:
     decodes_per_point: int = 1  # 1 = greedy only; more adds temperature-sampled decodes of the same z
     decode_temperature: float = 0.7  # softmax temperature of the extra decodes
     decode_beam: int = 1  # > 1: instead of the greedy decode, every distinct decode of a beam search this wide
+    canonical_decodes: bool = False  # score only decodes that are canonical SELFIES strings (the others are free)
     max_rounds: int = 1000  # stop a method after this many rounds even with budget left
     max_stale_rounds: int = 25  # ... or after this many rounds in a row that scored no new molecule
     seed: int = 0  # seeds starts, noise, BO and extra decodes
@@ -135,6 +136,7 @@ class OptimizeConfig:
     # lead optimization
     min_similarity: float = 0.0  # Tanimoto floor (Morgan r=2) to the seed; nothing below is scored or returned
     lead_radius: float = 1.0  # random baseline and restarts: latent noise up to this radius around the seed
+    prior_spread: float = 1.9  # exemplar spread of draws from the prior (random starts and baseline); 0 = the model's
     distance_weight: float = 0.0  # lead gradient ascent: extra penalty weight * |z - z_seed|^2 / 2
 
     def __post_init__(self) -> None:
@@ -153,7 +155,7 @@ class OptimizeConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
                 raise ValueError(f"optimize.{name} must be a number > 0, got {value!r}")
-        for name in ("prior_weight", "uncertainty_weight", "bo_ucb_beta", "distance_weight"):
+        for name in ("prior_weight", "uncertainty_weight", "bo_ucb_beta", "distance_weight", "prior_spread"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
                 raise ValueError(f"optimize.{name} must be a number >= 0, got {value!r}")
@@ -461,6 +463,7 @@ class OracleStats:
     calls: int = 0  # molecules scored (the budget unit)
     decodes: int = 0  # molecules decoded (points x decodes per point)
     invalid: int = 0  # decodes that are not a valid molecule
+    non_canonical: int = 0  # with canonical_decodes: decodes whose SELFIES is not a canonical string (no call)
     duplicates: int = 0  # decodes of a molecule already scored (no call)
     below_floor: int = 0  # valid decodes under the similarity floor (never scored, never returned)
     unscored: int = 0  # new molecules left unscored because the budget was spent
@@ -482,7 +485,7 @@ class Oracle:
     def __init__(self, loaded: LoadedModel, objectives: Sequence[Objective], budget: int, *,
                  filters: Filters = Filters(), method: str = "", reference: str | None = None,
                  min_similarity: float = 0.0, decodes_per_point: int = 1, decode_temperature: float = 0.7,
-                 decode_beam: int = 1,
+                 decode_beam: int = 1, canonical_decodes: bool = False,
                  surrogate: Surrogate | None = None, known: Mapping[str, float | None] | None = None,
                  seed: int = 0):
         if isinstance(budget, bool) or not isinstance(budget, int) or budget < 0:
@@ -501,6 +504,7 @@ class Oracle:
         self.decodes_per_point = decodes_per_point
         self.decode_temperature = decode_temperature
         self.decode_beam = decode_beam
+        self.canonical_decodes = canonical_decodes
         self.surrogate = surrogate
         self.stats = OracleStats()
         self.candidates: list[Candidate] = []  # in call order
@@ -544,12 +548,13 @@ class Oracle:
             return None
         return tanimoto(to_mol(smiles), self._reference_mol)
 
-    def _decode(self, z: torch.Tensor) -> list[list[str | None]]:
-        """Canonical SMILES per point: greedy (or, with ``decode_beam`` > 1, every distinct beam-search
-        decode, likeliest canonical ones first), then ``decodes_per_point - 1`` sampled ones."""
-        first = ([[smiles] for smiles in decode_latents(self.loaded, z, temperature=0.0)] if self.decode_beam <= 1
-                 else decode_beams(self.loaded, z, self.decode_beam))
-        sampled = [decode_latents(self.loaded, z, temperature=self.decode_temperature, generator=self._generator)
+    def _decode(self, z: torch.Tensor) -> list[list[tuple[str | None, bool]]]:
+        """``(canonical SMILES, is_canonical)`` per decode of each point: greedy (or, with
+        ``decode_beam`` > 1, every distinct beam-search decode, canonical ones first), then
+        ``decodes_per_point - 1`` sampled ones."""
+        first = ([[decoded] for decoded in decode_latents_checked(self.loaded, z, temperature=0.0)]
+                 if self.decode_beam <= 1 else decode_beams(self.loaded, z, self.decode_beam))
+        sampled = [decode_latents_checked(self.loaded, z, temperature=self.decode_temperature, generator=self._generator)
                    for _ in range(self.decodes_per_point - 1)]
         return [[*beams, *extra] for beams, *extra in zip(first, *sampled)]
 
@@ -580,8 +585,12 @@ class Oracle:
         statuses: list[list[tuple[str | None, str]]] = []
         for i, per_point in enumerate(decoded):
             row = []
-            for smiles in per_point:
+            for smiles, canonical in per_point:
                 self.stats.decodes += 1
+                if self.canonical_decodes and smiles is not None and not canonical:
+                    self.stats.non_canonical += 1
+                    row.append((smiles, "non_canonical"))
+                    continue
                 row.append((smiles, self._judge(smiles, step, notes[i], proposed[i])))
             statuses.append(row)
         self.stale_rounds = 0 if self.stats.calls > calls_before else self.stale_rounds + 1
@@ -620,7 +629,8 @@ class Oracle:
 
     def _outcome(self, row: list[tuple[str | None, str]]) -> PointOutcome:
         """The point's best decode: the highest true score, else the most informative status."""
-        rank = {"new": 0, "duplicate": 1, "filtered": 2, "below_floor": 3, "unscored": 4, "invalid": 5}
+        rank = {"new": 0, "duplicate": 1, "filtered": 2, "below_floor": 3, "unscored": 4, "non_canonical": 5,
+                "invalid": 6}
         outcomes = [PointOutcome(smiles, self._cache.get(smiles) if status in ("new", "duplicate") else None, status)
                     for smiles, status in row]
         scored = [o for o in outcomes if o.score is not None]
@@ -644,10 +654,15 @@ Optimizer = Callable[[Oracle, "Surrogate | None", Sequence[Objective], OptimizeC
 
 
 def _draw_starts(n: int, model: MolVAE, start: torch.Tensor | None, radius: float, generator: torch.Generator,
-                 device: torch.device) -> torch.Tensor:
-    """n latent points (n, Z): draws from the model's prior, or the seed plus noise of radius up to ``radius``."""
+                 device: torch.device, spread: float = 0.0) -> torch.Tensor:
+    """n latent points (n, Z): draws from the model's prior (its exemplars widened by ``spread``
+    when it has them and ``spread`` > 0), or the seed plus noise of radius up to ``radius``."""
     if start is None:
+        exemplars = model.exemplars
         with torch.no_grad():
+            if spread > 0 and exemplars is not None and exemplars.fitted:
+                return ExemplarPrior.draw(exemplars.means.float(), exemplars.sigmas.float(), n, spread,
+                                          generator).to(device)
             return model.sample_latent(n, generator).to(device)
     noise = torch.randn(n, model.config.latent_dim, generator=generator, device=device)  # (n, Z)
     scale = radius * torch.rand(n, 1, generator=generator, device=device)  # (n, 1)
@@ -661,7 +676,8 @@ def run_random(oracle: Oracle, surrogate: Surrogate | None, objectives: Sequence
     for step in range(1, config.max_rounds + 1):
         if oracle.should_stop(config.max_stale_rounds):
             break
-        z = _draw_starts(config.batch_size, oracle.model, start, config.lead_radius, generator, oracle.device)
+        z = _draw_starts(config.batch_size, oracle.model, start, config.lead_radius, generator, oracle.device,
+                         config.prior_spread)
         oracle.evaluate(z, step)
 
 
@@ -681,7 +697,7 @@ def run_gradient(oracle: Oracle, surrogate: Surrogate | None, objectives: Sequen
     generator = torch.Generator(device=oracle.device).manual_seed(config.seed)
     n, device = config.batch_size, oracle.device
     if start is None:
-        z = _draw_starts(n, oracle.model, None, config.lead_radius, generator, device)  # (N, Z)
+        z = _draw_starts(n, oracle.model, None, config.lead_radius, generator, device, config.prior_spread)  # (N, Z)
     else:
         z = _draw_starts(n, oracle.model, start, 0.1, generator, device)  # (N, Z) close to the seed
         z[0] = start.to(device)
@@ -716,7 +732,8 @@ def run_gradient(oracle: Oracle, surrogate: Surrogate | None, objectives: Sequen
         stale = torch.where(found, torch.zeros_like(stale), stale + 1)
         restart = stale >= config.restart_patience  # (N,)
         if bool(restart.any()):
-            fresh = _draw_starts(int(restart.sum()), oracle.model, start, config.lead_radius, generator, device)
+            fresh = _draw_starts(int(restart.sum()), oracle.model, start, config.lead_radius, generator, device,
+                                 config.prior_spread)
             z[restart] = fresh
             stale[restart] = 0
 
@@ -763,7 +780,8 @@ def run_bo(oracle: Oracle, surrogate: Surrogate | None, objectives: Sequence[Obj
         return new_scores
 
     n_initial = max(2, min(config.bo_initial, oracle.budget // 2))  # at least half the budget for the GP
-    initial = _draw_starts(n_initial, oracle.model, start, config.lead_radius, generator, device).cpu().double()  # (I, D)
+    initial = _draw_starts(n_initial, oracle.model, start, config.lead_radius, generator, device,
+                           config.prior_spread).cpu().double()  # (I, D)
     if start is not None:
         initial[0] = centre  # the seed's own encoding
     initial_x = ((initial - lower) / width).clamp(0.0, 1.0)  # (I, D)
@@ -916,7 +934,7 @@ def run_neighbourhood(oracle: Oracle, surrogate: Surrogate | None, objectives: S
     n, device = config.batch_size, oracle.device
     oracle.decodes_per_point = max(oracle.decodes_per_point, 2)
     if start is None:
-        start = _draw_starts(1, oracle.model, None, config.lead_radius, generator, device)[0]
+        start = _draw_starts(1, oracle.model, None, config.lead_radius, generator, device, config.prior_spread)[0]
     centre, best_score = start.detach().to(device), -math.inf
     radius = config.lead_radius / 2
     spread = torch.logspace(-2, 1, n, base=2.0, device=device).unsqueeze(1)  # (N, 1) 0.25x .. 2x
@@ -1087,7 +1105,8 @@ def _new_oracle(loaded: LoadedModel, objectives: Sequence[Objective], method: st
                 known: Mapping[str, float | None] | None = None, min_similarity: float = 0.0) -> Oracle:
     return Oracle(loaded, objectives, config.budget, filters=filters, method=method, reference=reference,
                   min_similarity=min_similarity, decodes_per_point=config.decodes_per_point,
-                  decode_temperature=config.decode_temperature, decode_beam=config.decode_beam, surrogate=surrogate,
+                  decode_temperature=config.decode_temperature, decode_beam=config.decode_beam,
+                  canonical_decodes=config.canonical_decodes, surrogate=surrogate,
                   known=known, seed=config.seed)
 
 

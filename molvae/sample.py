@@ -26,6 +26,7 @@ __all__ = [
     "decode_beam",
     "decode_beams",
     "decode_latents",
+    "decode_latents_checked",
     "draw_samples",
     "elbo_scores",
     "encode_smiles",
@@ -75,10 +76,13 @@ def generate_tokens(loaded: LoadedModel, z: torch.Tensor, temperature: float = 1
     return torch.stack(steps, dim=1)  # (B, T)
 
 
-def selfies_to_smiles(selfies: Sequence[str], workers: int = 0) -> list[str | None]:
-    """Canonical SMILES for each SELFIES string (``None`` when invalid); a process pool for large inputs."""
+def selfies_to_smiles(selfies: Sequence[str], workers: int = 0, check: bool = False) -> list:
+    """Canonical SMILES for each SELFIES string (``None`` when invalid); with ``check``,
+    ``(SMILES, is_canonical)`` pairs (:func:`molvae.chem.decode_selfies_checked`). A process pool
+    for large inputs."""
+    decode = decode_selfies_checked_list if check else decode_selfies_list
     with ChunkMapper(workers) as mapper:
-        return mapper.flat_map(decode_selfies_list, selfies, min_parallel=_PARALLEL_DECODE_MIN, max_chunk=20000)
+        return mapper.flat_map(decode, selfies, min_parallel=_PARALLEL_DECODE_MIN, max_chunk=20000)
 
 
 def _generate_selfies(loaded: LoadedModel, z: torch.Tensor, temperature: float, top_k: int,
@@ -96,6 +100,15 @@ def decode_latents(loaded: LoadedModel, z: torch.Tensor, temperature: float = 0.
                    progress: bool = False) -> list[str | None]:
     """Canonical SMILES decoded from latent points z (N, Z); ``None`` where the decode is empty."""
     return selfies_to_smiles(_generate_selfies(loaded, z, temperature, top_k, generator, batch_size, progress), workers)
+
+
+def decode_latents_checked(loaded: LoadedModel, z: torch.Tensor, temperature: float = 0.0, top_k: int = 0,
+                           generator: torch.Generator | None = None, batch_size: int = 1024,
+                           workers: int = 0) -> list[tuple[str | None, bool]]:
+    """:func:`decode_latents` with, for each decode, whether its SELFIES is a canonical string
+    (:func:`molvae.chem.decode_selfies_checked`)."""
+    selfies = _generate_selfies(loaded, z, temperature, top_k, generator, batch_size, progress=False)
+    return selfies_to_smiles(selfies, workers, check=True)
 
 
 @torch.no_grad()
@@ -137,23 +150,19 @@ def beam_search(loaded: LoadedModel, z: torch.Tensor, width: int = 5) -> tuple[t
 
 
 def decode_beams(loaded: LoadedModel, z: torch.Tensor, width: int = 5, batch_size: int = 256,
-                 workers: int = 0) -> list[list[str | None]]:
-    """For each latent point z (N, Z), the distinct canonical SMILES of its ``width`` likeliest
-    decodes (beam search): those whose SELFIES is a canonical string first, each group likeliest
-    first."""
+                 workers: int = 0) -> list[list[tuple[str | None, bool]]]:
+    """For each latent point z (N, Z), its ``width`` likeliest decodes (beam search) as distinct
+    ``(canonical SMILES, is_canonical)`` pairs: those whose SELFIES is a canonical string first,
+    each group likeliest first."""
     selfies = []
     for start in range(0, z.size(0), batch_size):
         sequences, _ = beam_search(loaded, z[start : start + batch_size].to(loaded.device), width)
         selfies.extend(loaded.vocab.decode(row) for beams in sequences.tolist() for row in beams)
-    with ChunkMapper(workers) as mapper:
-        decoded = mapper.flat_map(decode_selfies_checked_list, selfies, min_parallel=_PARALLEL_DECODE_MIN,
-                                  max_chunk=20000)
+    decoded = selfies_to_smiles(selfies, workers, check=True)
     per_point = []
     for start in range(0, len(decoded), width):
-        beams = decoded[start : start + width]
-        ordered = [smiles for smiles, canonical in beams if canonical] + [smiles for smiles, canonical in beams
-                                                                          if not canonical]
-        per_point.append(list(dict.fromkeys(ordered)))
+        beams = sorted(decoded[start : start + width], key=lambda beam: not beam[1])  # stable: likeliest first
+        per_point.append(list(dict.fromkeys(beams)))
     return per_point
 
 
@@ -162,7 +171,7 @@ def decode_beam(loaded: LoadedModel, z: torch.Tensor, width: int = 5, batch_size
     """Canonical SMILES of the likeliest decode of each latent point z (N, Z) that is a canonical
     SELFIES string, among the ``width`` likeliest (beam search); the likeliest decode when none is.
     Rewrites molecules more exactly than greedy decoding (``decode_latents`` at temperature 0)."""
-    return [beams[0] for beams in decode_beams(loaded, z, width, batch_size, workers)]
+    return [beams[0][0] for beams in decode_beams(loaded, z, width, batch_size, workers)]
 
 
 @dataclass
@@ -203,10 +212,7 @@ def draw_samples(loaded: LoadedModel, draw: Callable[[int], torch.Tensor], n: in
             count = min(limit - draws, max(math.ceil(1.1 * (n - len(kept)) / rate), batch_size))
             with torch.no_grad():
                 z = draw(count)  # (count, Z)
-            selfies = _generate_selfies(loaded, z, temperature, top_k, generator, batch_size, progress=False)
-            with ChunkMapper(workers) as mapper:
-                decoded = mapper.flat_map(decode_selfies_checked_list, selfies, min_parallel=_PARALLEL_DECODE_MIN,
-                                          max_chunk=20000)
+            decoded = decode_latents_checked(loaded, z, temperature, top_k, generator, batch_size, workers)
             draws += count
             for smiles, is_canonical in decoded:
                 n_canonical += is_canonical

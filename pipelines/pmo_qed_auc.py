@@ -41,6 +41,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--batch-size", type=int, default=32, help="latent points per round (default 32)")
     p.add_argument("--seeds", default="0", help="comma-separated random seeds; PMO averages 5 runs (0,1,2,3,4)")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="any [optimize] setting (repeatable)")
+    p.add_argument("--spread", type=float, help="exemplar spread of the draws from the prior (optimize.prior_spread)")
     p.add_argument("--device", default="auto")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = default)")
     return p.parse_args(argv)
@@ -79,8 +80,14 @@ def main(argv: list[str] | None = None) -> int:
     objectives = parse_objectives("qed:max")
     args.model = args.model or str(PRETRAINED)
     loaded = load_model(args.model, resolve_device(args.device))
+    if args.spread is not None and (args.spread <= 0 or loaded.model.exemplars is None
+                                    or not loaded.model.exemplars.fitted):
+        print(f"error: --spread must be > 0 and {args.model} must have an exemplar prior", file=sys.stderr)
+        return 2
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     settings = {"budget": args.budget, "batch_size": args.batch_size, **parse_pairs(args.set, "--set")}
+    if args.spread is not None:
+        settings["prior_spread"] = args.spread
     base = optimize_config_from_dict(settings)
     surrogate, info = None, {"kind": "none"}
     if "gradient" in methods:
@@ -111,6 +118,7 @@ def main(argv: list[str] | None = None) -> int:
         out / "curves.csv", index_label="call")
     table = pd.DataFrame(rows)
     meta = {"model": args.model, "budget": args.budget, "batch_size": args.batch_size, "surrogate": info,
+            "settings": settings,
             "pmo_reference_selfies_vae_bo": PMO_REFERENCE, "results": rows}
     (out / "results.json").write_text(json.dumps(meta, indent=2, default=str) + "\n")
     lines = [f"QED, {args.budget} oracle calls per run", "",

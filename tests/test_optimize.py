@@ -80,13 +80,15 @@ def qed_ensemble(loaded, training_smiles):
 
 
 class ScriptedDecoder:
-    """Stands in for decode_latents: point i decodes to script[int(z[i, 0])] (None = invalid)."""
+    """Stands in for decode_latents_checked: point i decodes to script[int(z[i, 0])] (None = invalid),
+    a canonical string unless the entry is a ``(smiles, False)`` pair."""
 
-    def __init__(self, script: list[str | None]):
+    def __init__(self, script: list[str | None | tuple[str, bool]]):
         self.script = script
 
     def __call__(self, loaded, z, temperature=0.0, **kwargs):
-        return [self.script[int(round(float(v)))] for v in z[:, 0]]
+        entries = [self.script[int(round(float(v)))] for v in z[:, 0]]
+        return [entry if isinstance(entry, tuple) else (entry, entry is not None) for entry in entries]
 
 
 def points(indices: list[int], latent_dim: int) -> torch.Tensor:
@@ -151,7 +153,7 @@ def test_ensemble_learns_a_simple_function_and_reports_uncertainty():
 # --- the oracle -------------------------------------------------------------------------------
 
 def test_oracle_counts_calls_duplicates_invalid_and_keeps_a_cache(loaded, monkeypatch):
-    monkeypatch.setattr(optimize_module, "decode_latents", ScriptedDecoder([ETHANOL, None, BENZENE, PHENOL]))
+    monkeypatch.setattr(optimize_module, "decode_latents_checked", ScriptedDecoder([ETHANOL, None, BENZENE, PHENOL]))
     oracle = Oracle(loaded, parse_objectives("qed:max"), budget=10, method="test")
     z = points([0, 0, 1, 2], loaded.model.config.latent_dim)
     outcomes = oracle.evaluate(z, step=1)
@@ -166,8 +168,19 @@ def test_oracle_counts_calls_duplicates_invalid_and_keeps_a_cache(loaded, monkey
     assert oracle.stale_rounds == 1
 
 
+def test_oracle_can_leave_non_canonical_decodes_unscored(loaded, monkeypatch):
+    script = [ETHANOL, (BENZENE, False), PHENOL]
+    monkeypatch.setattr(optimize_module, "decode_latents_checked", ScriptedDecoder(script))
+    z = points([0, 1, 2], loaded.model.config.latent_dim)
+    strict = Oracle(loaded, parse_objectives("qed:max"), budget=10, canonical_decodes=True)
+    assert [o.status for o in strict.evaluate(z, step=1)] == ["new", "non_canonical", "new"]
+    assert strict.stats.calls == 2 and strict.stats.non_canonical == 1 and strict.stats.decodes == 3
+    every = Oracle(loaded, parse_objectives("qed:max"), budget=10)  # the default scores every valid decode
+    assert [o.status for o in every.evaluate(z, step=1)] == ["new", "new", "new"] and every.stats.non_canonical == 0
+
+
 def test_oracle_never_exceeds_its_budget(loaded, monkeypatch):
-    monkeypatch.setattr(optimize_module, "decode_latents", ScriptedDecoder([ETHANOL, BENZENE, PHENOL, TOLUENE]))
+    monkeypatch.setattr(optimize_module, "decode_latents_checked", ScriptedDecoder([ETHANOL, BENZENE, PHENOL, TOLUENE]))
     oracle = Oracle(loaded, parse_objectives("qed:max"), budget=2)
     outcomes = oracle.evaluate(points([0, 1, 2, 3, 0], loaded.model.config.latent_dim), step=1)
     assert [o.status for o in outcomes] == ["new", "new", "unscored", "unscored", "duplicate"]
@@ -177,7 +190,7 @@ def test_oracle_never_exceeds_its_budget(loaded, monkeypatch):
 
 def test_oracle_similarity_floor_scores_nothing_below_it(loaded, monkeypatch):
     # Tanimoto to phenol: ethanol 0.06, toluene 0.375, catechol 0.5
-    monkeypatch.setattr(optimize_module, "decode_latents", ScriptedDecoder([ETHANOL, TOLUENE, CATECHOL, PHENOL]))
+    monkeypatch.setattr(optimize_module, "decode_latents_checked", ScriptedDecoder([ETHANOL, TOLUENE, CATECHOL, PHENOL]))
     oracle = Oracle(loaded, parse_objectives("logp:max"), budget=10, reference=PHENOL, min_similarity=0.4,
                     known={PHENOL: 1.39})
     outcomes = oracle.evaluate(points([0, 1, 2, 3], loaded.model.config.latent_dim), step=1)
@@ -190,7 +203,7 @@ def test_oracle_similarity_floor_scores_nothing_below_it(loaded, monkeypatch):
 
 
 def test_oracle_filters_cost_a_call_but_give_no_score(loaded, monkeypatch):
-    monkeypatch.setattr(optimize_module, "decode_latents", ScriptedDecoder(["C1CC1C", ETHANOL]))
+    monkeypatch.setattr(optimize_module, "decode_latents_checked", ScriptedDecoder(["C1CC1C", ETHANOL]))
     oracle = Oracle(loaded, parse_objectives("qed:max"), budget=5, filters=Filters(min_ring_size=5))
     outcomes = oracle.evaluate(points([0, 1], loaded.model.config.latent_dim), step=1)
     assert [o.status for o in outcomes] == ["filtered", "new"]
@@ -456,3 +469,18 @@ def test_cli_reads_a_run_file_and_refuses_unknown_keys(trained_run, tmp_path):
     with pytest.raises(ValueError, match="unknown method"):
         cmd_optimize(parse(["--model", str(trained_run.files["checkpoint"]), "--objective", "qed:max",
                             "--method", "anneal", "--out", str(out), "--no-track"]))
+
+
+def test_prior_draws_use_the_configured_exemplar_spread():
+    from molvae.checkpoint import PRETRAINED, load_model
+    from molvae.optimize import _draw_starts
+
+    model = load_model(PRETRAINED).model
+    exemplars = model.exemplars.means.float()  # (K, Z)
+    tight = _draw_starts(6, model, None, 1.0, torch.Generator().manual_seed(0), torch.device("cpu"), spread=1e-6)
+    assert torch.cdist(tight, exemplars).min(dim=1).values.max() < 1e-2  # at the exemplars themselves
+    own = _draw_starts(6, model, None, 1.0, torch.Generator().manual_seed(0), torch.device("cpu"), spread=0.0)
+    assert torch.equal(own, model.sample_latent(6, torch.Generator().manual_seed(0)))  # 0: the model's own spread
+    assert OptimizeConfig().prior_spread == 1.9
+    with pytest.raises(ValueError, match="prior_spread"):
+        OptimizeConfig(prior_spread=-1.0)

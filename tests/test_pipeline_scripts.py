@@ -4,6 +4,7 @@ traceback), and a tiny real invocation runs."""
 from __future__ import annotations
 
 import gzip
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -105,9 +106,13 @@ def test_benchmarks_tiny(trained_run, tmp_path):
     done = run("constrained_benchmark.py", "--merge", tmp_path / "s0", tmp_path / "nothing", "--out", tmp_path / "x")
     assert done.returncode != 0 and "nothing" in done.stderr and "Traceback" not in done.stderr
     done = run("pmo_qed_auc.py", "--model", model, "--out", tmp_path / "p", "--budget", 8, "--batch-size", 4,
-               "--methods", "random", "--device", "cpu")
+               "--methods", "random", "--device", "cpu", "--spread", 1.5, "--set", "canonical_decodes=true")
     assert done.returncode == 0, done.stderr
-    assert any((tmp_path / "p").iterdir())
+    meta = json.loads((tmp_path / "p" / "results.json").read_text())
+    assert meta["settings"]["prior_spread"] == 1.5 and meta["settings"]["canonical_decodes"] is True
+    assert all(row["calls"] <= 8 for row in meta["results"])
+    done = run("pmo_qed_auc.py", "--model", model, "--out", tmp_path / "q", "--spread", 0, "--device", "cpu")
+    assert done.returncode == 2 and "--spread" in done.stderr and "Traceback" not in done.stderr
 
 
 def test_spread_curve_tiny(trained_run, tmp_path):
