@@ -500,8 +500,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("sample", help="sample molecules from the prior; writes CSV, SDF and a PNG grid",
-                       description="Sample from the model's prior, decode to canonical SMILES and write OUT (CSV with validity, "
-                                   "novelty and RDKit properties), OUT.sdf and OUT.png.")
+                       description="Sample from the model's prior, decode to canonical SMILES and write OUT (CSV "
+                                   "with validity, novelty and RDKit properties), OUT.sdf and OUT.png.")
     model_args(p)
     p.add_argument("-n", type=int, default=1000, help="number of molecules (default 1000)")
     p.add_argument("--out", required=True, help="output CSV path")

@@ -554,8 +554,8 @@ class Oracle:
         ``decodes_per_point - 1`` sampled ones."""
         first = ([[decoded] for decoded in decode_latents_checked(self.loaded, z, temperature=0.0)]
                  if self.decode_beam <= 1 else decode_beams(self.loaded, z, self.decode_beam))
-        sampled = [decode_latents_checked(self.loaded, z, temperature=self.decode_temperature, generator=self._generator)
-                   for _ in range(self.decodes_per_point - 1)]
+        sampled = [decode_latents_checked(self.loaded, z, temperature=self.decode_temperature,
+                                          generator=self._generator) for _ in range(self.decodes_per_point - 1)]
         return [[*beams, *extra] for beams, *extra in zip(first, *sampled)]
 
     @torch.no_grad()

@@ -129,7 +129,8 @@ def _plot(table, path: Path) -> None:
     fig, ax = plt.subplots(figsize=(11, 5.5))
     markers = "osD^vP*Xhp<>"
     for i, (_, r) in enumerate(table.iterrows()):  # a legend, not labels: the long runs sit close together
-        ax.scatter(r["fcd"], r["exact_reconstruction"], s=45, color=f"C{i % 10}", marker=markers[i // 10 % len(markers)],
+        marker = markers[i // 10 % len(markers)]
+        ax.scatter(r["fcd"], r["exact_reconstruction"], s=45, color=f"C{i % 10}", marker=marker,
                    label=f"{r['arm']} ({r['minutes']:g} min)")
     ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
     ax.set_xlabel("FCD/Test of prior samples (lower is better)")

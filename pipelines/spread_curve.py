@@ -4,10 +4,10 @@ spreads, the same number of samples each, scored on FCD/Test, novelty and the re
 For each spread s, ``-n`` molecules are decoded (temperature 1.0) from z drawn from the posteriors
 of the model's exemplars widened by s (``molvae sample --spread s``), and the model's own trained
 prior is scored beside them; each twice, keeping every decode (``--no-canonical``) and keeping only
-canonical SELFIES decodes (the default of ``molvae sample``). FCD/Test uses the MOSES test-set statistics shipped with molvae;
-novelty is against the model's training molecules (the hashes its checkpoint carries) or, with
-``--moses``, against the MOSES training set as written (MOSES's definition; use it when the
-exemplars are MOSES molecules).
+canonical SELFIES decodes (the default of ``molvae sample``). FCD/Test uses the MOSES test-set
+statistics shipped with molvae; novelty is against the model's training molecules (the hashes its
+checkpoint carries) or, with ``--moses``, against the MOSES training set as written (MOSES's
+definition; use it when the exemplars are MOSES molecules).
 
     python pipelines/spread_curve.py --spreads 1,1.25,1.5,1.75,2,2.5 -n 5000 --moses data/moses --out runs/spread
 

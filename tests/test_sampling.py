@@ -10,7 +10,8 @@ from molvae.checkpoint import load_model
 from molvae.chem import canonical_smiles, decode_selfies_checked, encode_selfies
 from molvae.sample import draw_samples, sample_prior
 
-CANONICAL = [encode_selfies(canonical_smiles(s)) for s in ("CCO", "c1ccccc1O", "CC(=O)O")]  # as training strings are made
+# as training strings are made: the SELFIES of a canonical SMILES
+CANONICAL = [encode_selfies(canonical_smiles(s)) for s in ("CCO", "c1ccccc1O", "CC(=O)O")]
 NON_CANONICAL = ["[O][C][C]", "[C][=O][C]", "[C][Ring1][C]"]  # reordered, repaired, ring skipped
 
 
