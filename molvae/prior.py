@@ -46,7 +46,9 @@ def fit_prior(loaded: LoadedModel, smiles: Sequence[str], *, steps: int = 3000, 
     order = torch.randperm(len(mu), generator=generator)
     n_valid = max(10, int(len(mu) * validation_fraction))
     valid, train = order[:n_valid], order[n_valid:]
-    held_out = mu[valid] + sigma[valid] * torch.randn(mu[valid].shape, generator=generator)  # (V, Z)
+    draws = 32  # posterior draws per held-out molecule: the figures below are means, not one noisy draw each
+    held_mu, held_sigma = mu[valid].repeat_interleave(draws, dim=0), sigma[valid].repeat_interleave(draws, dim=0)
+    held_out = held_mu + held_sigma * torch.randn(held_mu.shape, generator=generator)  # (V * draws, Z)
 
     model = MolVAE(loaded.model.config)
     model.load_state_dict(loaded.model.state_dict())
