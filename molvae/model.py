@@ -185,10 +185,12 @@ class ExemplarPrior(nn.Module):
         self.means.copy_(mu)
         self.sigmas.copy_(torch.exp(0.5 * logvar))
 
-    def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+    def sample(self, n: int, generator: torch.Generator | None = None, spread: float | None = None) -> torch.Tensor:
+        """``n`` draws (n, Z) at ``spread`` (default: the prior's own)."""
         if not self.fitted:
             raise RuntimeError("the exemplar prior has not been fitted to training molecules")
-        return self.draw(self.means.float(), self.sigmas.float(), n, self.spread, generator)
+        return self.draw(self.means.float(), self.sigmas.float(), n, self.spread if spread is None else spread,
+                         generator)
 
     @staticmethod
     def draw(mu: torch.Tensor, sigma: torch.Tensor, n: int, spread: float,

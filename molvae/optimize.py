@@ -50,7 +50,7 @@ from tqdm.auto import tqdm
 from torch import nn
 
 from molvae.checkpoint import LoadedModel
-from molvae.model import ExemplarPrior, MolVAE
+from molvae.model import MolVAE
 from molvae.chem import compute_properties, tanimoto, to_mol
 from molvae.objectives import (
     SIGMOID_DEFAULTS,
@@ -661,8 +661,7 @@ def _draw_starts(n: int, model: MolVAE, start: torch.Tensor | None, radius: floa
         exemplars = model.exemplars
         with torch.no_grad():
             if spread > 0 and exemplars is not None and exemplars.fitted:
-                return ExemplarPrior.draw(exemplars.means.float(), exemplars.sigmas.float(), n, spread,
-                                          generator).to(device)
+                return exemplars.sample(n, generator, spread).to(device)
             return model.sample_latent(n, generator).to(device)
     noise = torch.randn(n, model.config.latent_dim, generator=generator, device=device)  # (n, Z)
     scale = radius * torch.rand(n, 1, generator=generator, device=device)  # (n, 1)

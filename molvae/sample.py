@@ -216,7 +216,10 @@ def draw_samples(loaded: LoadedModel, draw: Callable[[int], torch.Tensor], n: in
             draws += count
             for smiles, is_canonical in decoded:
                 n_canonical += is_canonical
-                (kept if is_canonical or not canonical else others).append(smiles)
+                if is_canonical or not canonical:
+                    kept.append(smiles)
+                elif len(others) < n:  # fillers, should the draws run out: n at most are ever needed
+                    others.append(smiles)
             bar.update(min(len(kept), n) - bar.n)
     if len(kept) < n:
         log.warning("only %d of %d decodes (%.1f %%) were canonical SELFIES strings, fewer than the %d molecules "
