@@ -37,6 +37,7 @@ __all__ = [
     "length_bucketed_batches",
     "prepare",
     "read_smiles_table",
+    "standardized_set",
     "tokenize",
 ]
 
@@ -184,6 +185,15 @@ def _clean_all(smiles: list[str], options: StandardizeOptions, max_tokens: int, 
                                progress="cleaning + encoding")
 
 
+def standardized_set(path: str | os.PathLike, options: StandardizeOptions, workers: int = 0) -> set[str]:
+    """The canonical SMILES of the molecules in the SMILES file ``path``, standardized with
+    ``options`` whatever their size: what ``data.exclude`` and ``molvae fit-head --exclude`` remove."""
+    table, column = read_smiles_table(path)
+    unlimited = replace(options, max_smiles_chars=10**6, max_heavy_atoms=10**6)
+    cleaned = _clean_all(table[column].tolist(), unlimited, 10**6, workers)
+    return {canonical for canonical, _, _, _ in cleaned if canonical}
+
+
 @dataclass
 class PreparedData:
     """The outcome of :func:`prepare`: kept molecules and the rejected rows, with reasons."""
@@ -205,10 +215,7 @@ class PreparedData:
     def exclude(self, path: str | os.PathLike, options: StandardizeOptions, workers: int = 0) -> PreparedData:
         """Move kept rows whose molecule is in the SMILES file ``path`` (standardized with ``options``,
         whatever its size) to the rejected rows (``excluded``)."""
-        table, column = read_smiles_table(path)
-        unlimited = replace(options, max_smiles_chars=10**6, max_heavy_atoms=10**6)
-        cleaned = _clean_all(table[column].tolist(), unlimited, 10**6, workers)
-        banned = {canonical for canonical, _, _, _ in cleaned if canonical}
+        banned = standardized_set(path, options, workers)
         hit = self.kept["smiles"].isin(banned)
         moved = pd.DataFrame({"row": self.kept.loc[hit, "row"], "input": self.kept.loc[hit, "input"],
                               "reason": "excluded", "detail": f"in {path}"})

@@ -17,7 +17,7 @@ from torch.nn.utils.rnn import pack_padded_sequence
 from molvae.vocab import BOS_ID, PAD_ID, UNK_ID
 
 __all__ = ["ExemplarPrior", "FlowPrior", "LossTerms", "MixturePrior", "ModelConfig", "MolVAE", "VAEOutput", "gaussian_kl",
-           "gaussian_log_prob", "mmd_to_samples", "vae_loss"]
+           "gaussian_log_prob", "mmd_to_samples", "property_head", "vae_loss"]
 
 PRIORS = ("gaussian", "flow", "mixture")
 
@@ -35,13 +35,23 @@ class ModelConfig:
     decoder_layers: int = 2  # stacked decoder GRU layers
     dropout: float = 0.1  # between stacked GRU layers (no effect with a single layer)
     property_names: list[str] = field(default_factory=list)  # properties predicted from z (joint head)
-    property_hidden: int = 128  # width of the property head's hidden layer
+    property_hidden: int = 128  # width of the property head's hidden layers
+    property_layers: int = 1  # hidden layers of the property head
     prior: str = "flow"  # p(z): flow (RealNVP over N(0, I), learned with the VAE), mixture (learned Gaussians) or gaussian (N(0, I))
     prior_layers: int = 6  # flow: affine coupling layers
     prior_hidden: int = 256  # flow: width of each coupling network
     prior_components: int = 64  # mixture: Gaussian components
     exemplars: int = 20000  # sampling draws z from the posteriors of this many training molecules, fitted after training (0 = from the prior)
     exemplar_spread: float = 2.6  # their posterior standard deviations are widened by this factor: higher = more novel, less like the data
+
+
+def property_head(latent_dim: int, hidden: int, layers: int, n_props: int) -> nn.Sequential:
+    """The MLP ``z -> normalized properties``: ``layers`` SiLU hidden layers of width ``hidden``."""
+    sizes = [latent_dim] + [hidden] * layers
+    modules: list[nn.Module] = []
+    for fan_in, fan_out in zip(sizes[:-1], sizes[1:]):
+        modules += [nn.Linear(fan_in, fan_out), nn.SiLU()]
+    return nn.Sequential(*modules, nn.Linear(sizes[-1], n_props))
 
 
 @dataclass
@@ -243,10 +253,7 @@ class MolVAE(nn.Module):
                               batch_first=True, dropout=c.dropout if c.decoder_layers > 1 else 0.0)
         self.output = nn.Linear(c.decoder_hidden, c.vocab_size)
         n_props = len(c.property_names)
-        self.property_head = (
-            nn.Sequential(nn.Linear(c.latent_dim, c.property_hidden), nn.SiLU(), nn.Linear(c.property_hidden, n_props))
-            if n_props else None
-        )
+        self.property_head = property_head(c.latent_dim, c.property_hidden, c.property_layers, n_props) if n_props else None
         # Label normalization, stored with the weights so predictions can be put back in units.
         self.register_buffer("property_mean", torch.zeros(n_props))
         self.register_buffer("property_std", torch.ones(n_props))

@@ -97,7 +97,8 @@ def _initial_model(config: RunConfig) -> tuple[MolVAE, Vocabulary, int, torch.Te
     wanted, held = list(config.model.property_names), list(model.config.property_names)
     if wanted and not held:  # a new joint property head on the starting model: its own weights are kept
         with_head = MolVAE(dataclasses.replace(model.config, property_names=wanted,
-                                               property_hidden=config.model.property_hidden))
+                                               property_hidden=config.model.property_hidden,
+                                               property_layers=config.model.property_layers))
         weights = {k: v for k, v in model.state_dict().items() if not k.startswith("property_")}  # empty buffers
         missing, unexpected = with_head.load_state_dict(weights, strict=False)
         if unexpected or not all(key.startswith("property_") for key in missing):

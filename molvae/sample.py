@@ -4,6 +4,7 @@ molecule and per-molecule negative ELBO scores."""
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 from collections.abc import Callable, Sequence
@@ -13,7 +14,7 @@ import torch
 from tqdm.auto import tqdm
 
 from molvae.checkpoint import LoadedModel
-from molvae.chem import StandardizeOptions, clean_smiles, decode_selfies_checked_list, decode_selfies_list
+from molvae.chem import StandardizeOptions, clean_smiles_list, decode_selfies_checked_list, decode_selfies_list
 from molvae.data import tokenize
 from molvae.model import VAEOutput, gaussian_kl, vae_loss
 from molvae.parallel import ChunkMapper
@@ -256,15 +257,18 @@ class EncodedSmiles:
 
 @torch.no_grad()
 def encode_smiles(loaded: LoadedModel, smiles: Sequence[str], batch_size: int = 1024,
-                  options: StandardizeOptions | None = None) -> EncodedSmiles:
-    """Standardize (by default as the model's training data was), SELFIES-encode and encode SMILES to
-    (mu, logvar); reject what the model cannot read."""
+                  options: StandardizeOptions | None = None, workers: int | None = 1) -> EncodedSmiles:
+    """Standardize (by default as the model's training data was; in ``workers`` processes for large
+    inputs, 0 = one per core), SELFIES-encode and encode SMILES to (mu, logvar); reject what the
+    model cannot read."""
     options = options or loaded.standardize_options
     vocab = loaded.vocab
     max_tokens = loaded.max_length - 2
+    clean = functools.partial(clean_smiles_list, options=options, max_tokens=max_tokens)
+    with ChunkMapper(workers) as mapper:
+        cleaned = mapper.flat_map(clean, list(smiles), min_parallel=4000, max_chunk=1000, progress="standardizing")
     index, canonical, selfies, rejected = [], [], [], []
-    for i, raw in enumerate(smiles):
-        can, sel, reason, detail = clean_smiles(raw, options, max_tokens)
+    for i, (can, sel, reason, detail) in enumerate(cleaned):
         if reason is None:
             unknown = vocab.unknown_symbols(sel)
             if unknown:
