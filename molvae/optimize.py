@@ -124,6 +124,7 @@ class OptimizeConfig:
     restart_patience: int = 3  # re-draw a start after this many rounds without a new molecule
     # Bayesian optimization (GP over z, trust region)
     bo_initial: int = 64  # points scored before the first GP fit (prior / around the seed); at most budget / 2
+    bo_screen: int = 20  # with a surrogate, the initial points are the best-predicted of this many draws each (1 = none)
     bo_acquisition: str = "qlogei"  # qlogei | qei | qucb | ts (Thompson sampling on a candidate set: fast at large batches)
     bo_ts_candidates: int = 2000  # ts: candidate points per round in the trust region (TuRBO)
     bo_ucb_beta: float = 2.0  # exploration weight of qUCB
@@ -142,7 +143,7 @@ class OptimizeConfig:
     def __post_init__(self) -> None:
         positive = ("budget", "batch_size", "decodes_per_point", "decode_beam", "max_rounds", "max_stale_rounds",
                     "surrogate_molecules", "surrogate_members", "surrogate_epochs", "surrogate_hidden",
-                    "steps_per_round", "restart_patience", "bo_max_points", "bo_raw_samples", "bo_restarts",
+                    "steps_per_round", "restart_patience", "bo_max_points", "bo_raw_samples", "bo_restarts", "bo_screen",
                     "bo_ts_candidates",
                     "bo_fit_iterations", "bo_acquisition_iterations")
         for name in positive:
@@ -370,8 +371,10 @@ def build_surrogate(loaded: LoadedModel, objectives: Sequence[Objective], kind: 
         kind = "head" if set(wanted) <= head_names else ("ensemble" if smiles else "none")
     if kind == "none":
         return None, {"kind": "none"}
-    if kind == "head":
-        return HeadSurrogate(loaded, wanted), {"kind": "head", "members": 1}
+    if kind == "head":  # held-out figures of a head refitted with `molvae fit-head`, when there are any
+        fitted = loaded.meta.get("head_fit", {})
+        return HeadSurrogate(loaded, wanted), {"kind": "head", "members": 1, **{
+            f"val_r2_{label}": fitted[f"val_r2_{label}"] for label in wanted if f"val_r2_{label}" in fitted}}
     if kind != "ensemble":
         raise ValueError(f"surrogate kind must be auto, head, ensemble or none, got {kind!r}")
     if not smiles:
@@ -748,7 +751,8 @@ def run_bo(oracle: Oracle, surrogate: Surrogate | None, objectives: Sequence[Obj
     """Bayesian optimization over z with a GP, batch acquisition and a TuRBO-style trust region.
 
     Inputs are the latent box ``+-bo_bound`` (around the origin, or the seed's z) scaled to the
-    unit cube. The initial design is ``bo_initial`` prior samples (or points around the seed).
+    unit cube. The initial design is ``bo_initial`` prior samples (or points around the seed); with a
+    surrogate, the ``bo_initial`` of ``bo_initial * bo_screen`` such draws it predicts best.
     Each round fits a GP (:class:`botorch.models.SingleTaskGP`) to at most ``bo_max_points``
     observations, then picks ``batch_size`` points with qLogEI / qEI / qUCB inside a box centred
     on the best point, its side shaped by the GP's lengthscales (TuRBO). The box doubles after 3
@@ -779,8 +783,14 @@ def run_bo(oracle: Oracle, surrogate: Surrogate | None, objectives: Sequence[Obj
         return new_scores
 
     n_initial = max(2, min(config.bo_initial, oracle.budget // 2))  # at least half the budget for the GP
-    initial = _draw_starts(n_initial, oracle.model, start, config.lead_radius, generator, device,
-                           config.prior_spread).cpu().double()  # (I, D)
+    screen = config.bo_screen if surrogate is not None else 1
+    initial = _draw_starts(n_initial * screen, oracle.model, start, config.lead_radius, generator, device,
+                           config.prior_spread)  # (I * S, D)
+    if screen > 1:  # the surrogate's favourites: they cost no oracle call to choose
+        with torch.no_grad():
+            predicted = surrogate_score(objectives, surrogate.members(initial)).mean(dim=0)  # (I * S,)
+        initial = initial[predicted.topk(n_initial).indices]  # (I, D)
+    initial = initial.cpu().double()  # (I, D)
     if start is not None:
         initial[0] = centre  # the seed's own encoding
     initial_x = ((initial - lower) / width).clamp(0.0, 1.0)  # (I, D)
