@@ -117,10 +117,12 @@ def fit_head_weights(z: torch.Tensor, y: torch.Tensor, names: Sequence[str], *, 
             best_state = {k: v.clone() for k, v in head.state_dict().items()}
         elif epoch - best_epoch >= patience:
             break
+    if best_state is None:
+        raise ValueError("the head's held-out error is not finite: are the property values finite and not huge?")
     head.load_state_dict(best_state)
     head.eval().requires_grad_(False)
     fit = HeadFit(head, mean, std, valid, {"train_molecules": float(len(train)), "validation_molecules": float(n_valid),
-                                    "epochs": float(epoch), "best_epoch": float(best_epoch)})
+                                           "epochs": float(epoch), "best_epoch": float(best_epoch)})
     predicted = fit.predict(z[valid])  # (Nv, P)
     for column, name in enumerate(names):
         fit.figures[f"val_r2_{name}"], fit.figures[f"val_mae_{name}"] = r2_and_mae(y[valid, column],

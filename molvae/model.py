@@ -253,7 +253,8 @@ class MolVAE(nn.Module):
                               batch_first=True, dropout=c.dropout if c.decoder_layers > 1 else 0.0)
         self.output = nn.Linear(c.decoder_hidden, c.vocab_size)
         n_props = len(c.property_names)
-        self.property_head = property_head(c.latent_dim, c.property_hidden, c.property_layers, n_props) if n_props else None
+        self.property_head = (property_head(c.latent_dim, c.property_hidden, c.property_layers, n_props)
+                              if n_props else None)
         # Label normalization, stored with the weights so predictions can be put back in units.
         self.register_buffer("property_mean", torch.zeros(n_props))
         self.register_buffer("property_std", torch.ones(n_props))

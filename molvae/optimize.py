@@ -124,7 +124,7 @@ class OptimizeConfig:
     restart_patience: int = 3  # re-draw a start after this many rounds without a new molecule
     # Bayesian optimization (GP over z, trust region)
     bo_initial: int = 64  # points scored before the first GP fit (prior / around the seed); at most budget / 2
-    bo_screen: int = 20  # with a surrogate, the initial points are the best-predicted of this many draws each (1 = none)
+    bo_screen: int = 20  # with a surrogate: initial points are the best-predicted of this many draws each (1 = none)
     bo_acquisition: str = "qlogei"  # qlogei | qei | qucb | ts (Thompson sampling on a candidate set: fast at large batches)
     bo_ts_candidates: int = 2000  # ts: candidate points per round in the trust region (TuRBO)
     bo_ucb_beta: float = 2.0  # exploration weight of qUCB
@@ -143,8 +143,8 @@ class OptimizeConfig:
     def __post_init__(self) -> None:
         positive = ("budget", "batch_size", "decodes_per_point", "decode_beam", "max_rounds", "max_stale_rounds",
                     "surrogate_molecules", "surrogate_members", "surrogate_epochs", "surrogate_hidden",
-                    "steps_per_round", "restart_patience", "bo_max_points", "bo_raw_samples", "bo_restarts", "bo_screen",
-                    "bo_ts_candidates",
+                    "steps_per_round", "restart_patience", "bo_max_points", "bo_raw_samples", "bo_restarts",
+                    "bo_screen", "bo_ts_candidates",
                     "bo_fit_iterations", "bo_acquisition_iterations")
         for name in positive:
             value = getattr(self, name)
