@@ -16,6 +16,7 @@ True
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -26,6 +27,8 @@ from rdkit.Chem import QED, Crippen, Descriptors, FilterCatalog, Lipinski, rdMol
 from rdkit.Chem.MolStandardize import rdMolStandardize
 from rdkit.Chem.rdFingerprintGenerator import GetMorganGenerator
 from rdkit.Contrib.SA_Score import sascorer
+
+from molvae.parallel import ChunkMapper
 
 __all__ = [
     "ORGANIC_ELEMENTS",
@@ -42,6 +45,7 @@ __all__ = [
     "penalized_logp",
     "penalized_logp_raw",
     "property_rows",
+    "property_table",
     "sa_score",
     "split_selfies",
     "standardize",
@@ -364,6 +368,14 @@ def property_rows(smiles: Sequence[str], names: Sequence[str]) -> list[list[floa
         mol = to_mol(text)
         rows.append([float(PROPERTIES[name](mol)) if mol is not None else math.nan for name in names])
     return rows
+
+
+def property_table(smiles: Sequence[str], names: Sequence[str], workers: int | None = 0,
+                   progress: str | None = None) -> list[list[float]]:
+    """:func:`property_rows` of many SMILES, in ``workers`` processes for large inputs (0 = one per core)."""
+    with ChunkMapper(workers) as mapper:
+        return mapper.flat_map(functools.partial(property_rows, names=list(names)), smiles, min_parallel=5000,
+                               progress=progress)
 
 
 # --- structural alerts ----------------------------------------------------------------------

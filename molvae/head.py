@@ -11,7 +11,6 @@ checkpoint; ``molvae optimize`` follows it for the objectives it covers.
 from __future__ import annotations
 
 import dataclasses
-import functools
 import hashlib
 import logging
 import math
@@ -24,11 +23,10 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from molvae.chem import PROPERTIES, property_rows
+from molvae.chem import PROPERTIES, property_table
 from molvae.checkpoint import LoadedModel
 from molvae.model import MolVAE, property_head
 from molvae.optimize import r2_and_mae
-from molvae.parallel import ChunkMapper
 from molvae.sample import encode_smiles
 
 __all__ = ["HeadFit", "encode_and_label", "fit_head_weights", "fit_property_head"]
@@ -57,16 +55,13 @@ def encode_and_label(loaded: LoadedModel, smiles: Sequence[str], names: Sequence
     """Encoder means (N, Z) and RDKit values (N, P) of the molecules the model can read, RDKit can
     score and whose standardized SMILES is not in ``exclude``, and how many were dropped for each."""
     encoded = encode_smiles(loaded, smiles, workers=workers)
-    with ChunkMapper(workers) as mapper:
-        rows = mapper.flat_map(functools.partial(property_rows, names=list(names)), encoded.smiles,
-                               min_parallel=5000, progress="computing properties")
-    y = torch.tensor(rows, dtype=torch.float32).reshape(len(rows), len(names))  # (N, P)
-    scored = torch.isfinite(y).all(dim=1)  # (N,)
-    allowed = torch.tensor([s not in exclude for s in encoded.smiles], dtype=torch.bool)  # (N,)
-    keep = scored & allowed
+    allowed = [row for row, s in enumerate(encoded.smiles) if s not in exclude]  # excluded ones are not scored
+    rows = property_table([encoded.smiles[row] for row in allowed], names, workers, "computing properties")
+    y = torch.tensor(rows, dtype=torch.float32).reshape(len(rows), len(names))  # (N', P)
+    scored = torch.isfinite(y).all(dim=1)  # (N',)
     counts = {"not_encoded": float(len(smiles) - len(encoded.smiles)), "not_scored": float((~scored).sum()),
-              "excluded": float((scored & ~allowed).sum())}
-    return encoded.mu[keep], y[keep], counts
+              "excluded": float(len(encoded.smiles) - len(allowed))}
+    return encoded.mu[allowed][scored], y[scored], counts
 
 
 def fit_head_weights(z: torch.Tensor, y: torch.Tensor, names: Sequence[str], *, hidden: int = 256,

@@ -7,7 +7,6 @@ return values and know nothing about files.
 from __future__ import annotations
 
 import dataclasses
-import functools
 import json
 import logging
 import os
@@ -23,13 +22,12 @@ import torch
 
 from molvae.checkpoint import (PRETRAINED, CheckpointError, load_model, model_from_payload, read_checkpoint,
                                save_checkpoint)
-from molvae.chem import PROPERTIES, property_rows
+from molvae.chem import PROPERTIES, property_table
 from molvae.config import RunConfig, to_toml
 from molvae.data import DataError, PreparedData, prepare, read_smiles_table, tokenize
 from molvae.distributed import DistributedContext, init_from_environment, wrap_model
 from molvae.metrics import canonical_valid, evaluate_samples
 from molvae.model import MolVAE
-from molvae.parallel import ChunkMapper
 from molvae.report import loss_curves_png, molecule_grid_png, sample_table, write_sdf
 from molvae.sample import sample_prior
 from molvae.trainset import TrainingSetIndex, training_sample
@@ -78,9 +76,7 @@ def property_labels(prepared: PreparedData, names: list[str], workers: int = 0) 
     computed = [name for name in names if name not in prepared.label_columns]
     rdkit_values = torch.empty(len(prepared.kept), 0)
     if computed:
-        with ChunkMapper(workers) as mapper:
-            rows = mapper.flat_map(functools.partial(property_rows, names=computed), prepared.kept["smiles"].tolist(),
-                                   min_parallel=5000, progress="computing property labels")
+        rows = property_table(prepared.kept["smiles"].tolist(), computed, workers, "computing property labels")
         rdkit_values = torch.tensor(rows, dtype=torch.float32).reshape(len(prepared.kept), len(computed))
     columns = [torch.tensor(prepared.kept[name].to_numpy(dtype=float), dtype=torch.float32)
                if name in prepared.label_columns else rdkit_values[:, computed.index(name)] for name in names]
