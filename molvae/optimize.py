@@ -23,7 +23,8 @@ The pieces:
   (ascent on the surrogate with a prior penalty, many starts in parallel), ``bo``
   (Gaussian-process Bayesian optimization with batch acquisition in a TuRBO-style trust region,
   via BoTorch, imported only when BO runs), ``neighbourhood`` (hill climbing around a seed with a
-  radius kept where decodes clear the similarity floor) and ``random`` (prior samples: the baseline).
+  radius kept where decodes clear the similarity floor; from random starts, a population search
+  around the latent points of the best molecules so far) and ``random`` (prior samples: the baseline).
 * :func:`optimize` runs methods from random starts; :func:`optimize_leads` optimizes from seed
   molecules under a Tanimoto similarity floor.
 
@@ -928,38 +929,83 @@ def _training_subset(y: torch.Tensor, limit: int) -> torch.Tensor:
 
 
 _FLOOR_SHARE_HIGH, _FLOOR_SHARE_LOW = 0.6, 0.2  # neighbourhood: grow above, shrink below this share passing
+_ELITES = 16  # neighbourhood without a seed: the best molecules whose latent points the next round explores
+_FRESH_SHARE = 0.25  # ... and the share of each round drawn fresh from the prior
 
 
 def run_neighbourhood(oracle: Oracle, surrogate: Surrogate | None, objectives: Sequence[Objective],
                       config: OptimizeConfig, start: torch.Tensor | None = None) -> None:
-    """Search the latent neighbourhood of a point: each round decodes ``batch_size`` points
+    """Search latent neighbourhoods of good points: each round decodes ``batch_size`` points
     ``centre + r * e`` (``e`` a random unit direction, ``r`` spread over 0.25x .. 2x the current
-    radius), greedily and by sampling (at least two decodes per point). The radius starts at
-    ``lead_radius / 2`` and adapts to the share of decodes that clear the similarity floor: x1.5
-    above 60 %, x0.6 below 20 %, so few decodes are wasted below the floor. The centre is the seed,
-    then the latent point of the best molecule found (hill climbing); without a seed, a prior draw.
+    radius), greedily and by sampling (at least two decodes per point); the radius starts at
+    ``lead_radius / 2``.
+
+    Around a seed the centre is the seed, then the latent point of the best molecule found (hill
+    climbing), and the radius adapts to the share of decodes that clear the similarity floor: x1.5
+    above 60 %, x0.6 below 20 %, so few decodes are wasted below the floor. Without a seed it is a
+    population search: the first round is prior draws; every later round explores around the latent
+    points of the ``_ELITES`` best molecules so far (a quarter of its points are fresh prior draws),
+    and the radius adapts to the share of explored points that only decode to molecules already
+    scored: x1.5 above 60 %, x0.6 below 20 %.
     """
     generator = torch.Generator(device=oracle.device).manual_seed(config.seed)
-    n, device = config.batch_size, oracle.device
     oracle.decodes_per_point = max(oracle.decodes_per_point, 2)
     if start is None:
-        start = _draw_starts(1, oracle.model, None, config.lead_radius, generator, device, config.prior_spread)[0]
+        _population_search(oracle, config, generator)
+        return
+    n, device = config.batch_size, oracle.device
     centre, best_score = start.detach().to(device), -math.inf
     radius = config.lead_radius / 2
     spread = torch.logspace(-2, 1, n, base=2.0, device=device).unsqueeze(1)  # (N, 1) 0.25x .. 2x
     for step in range(1, config.max_rounds + 1):
         if oracle.should_stop(config.max_stale_rounds):
             break
-        direction = torch.randn(n, centre.numel(), generator=generator, device=device)  # (N, Z)
-        direction = direction / direction.norm(dim=1, keepdim=True).clamp(min=1e-12)
-        z = centre.unsqueeze(0) + radius * spread * direction  # (N, Z)
+        z = centre.unsqueeze(0) + radius * spread * _unit_directions(n, centre.numel(), generator, device)  # (N, Z)
         outcomes = oracle.evaluate(z, step)
         passed = sum(o.status in ("new", "duplicate", "filtered", "unscored") for o in outcomes) / len(outcomes)
-        radius *= 1.5 if passed > _FLOOR_SHARE_HIGH else 0.6 if passed < _FLOOR_SHARE_LOW else 1.0
-        radius = min(max(radius, 1e-3), 4.0 * config.lead_radius)
+        radius = _adapt_radius(radius, passed, config)
         for point, outcome in zip(z, outcomes):
             if outcome.status == "new" and outcome.score is not None and outcome.score > best_score:
                 centre, best_score = point.detach(), outcome.score
+
+
+def _population_search(oracle: Oracle, config: OptimizeConfig, generator: torch.Generator) -> None:
+    n, device = config.batch_size, oracle.device
+    fresh = max(1, round(_FRESH_SHARE * n)) if n > 1 else 0
+    radius = config.lead_radius / 2
+    spread = torch.logspace(-2, 1, n - fresh, base=2.0, device=device).unsqueeze(1)  # (N - F, 1) 0.25x .. 2x
+    elites: list[tuple[float, torch.Tensor]] = []  # (score, z) of the best new molecules, best first
+    z = _draw_starts(n, oracle.model, None, config.lead_radius, generator, device, config.prior_spread)  # (N, Z)
+    for step in range(1, config.max_rounds + 1):
+        if oracle.should_stop(config.max_stale_rounds):
+            break
+        outcomes = oracle.evaluate(z, step)
+        found = [(o.score, point.detach()) for point, o in zip(z, outcomes)
+                 if o.status == "new" and o.score is not None]
+        elites = sorted(elites + found, key=lambda elite: -elite[0])[:_ELITES]
+        if step > 1:
+            explored = outcomes[fresh:]
+            repeated = sum(o.status == "duplicate" for o in explored) / len(explored)
+            radius = _adapt_radius(radius, repeated, config)
+        if not elites:  # nothing scored yet: prior draws again
+            z = _draw_starts(n, oracle.model, None, config.lead_radius, generator, device, config.prior_spread)
+            continue
+        parents = torch.stack([point for _, point in elites])  # (E, Z)
+        chosen = parents[torch.randint(len(elites), (n - fresh,), generator=generator, device=device)]  # (N - F, Z)
+        around = chosen + radius * spread * _unit_directions(n - fresh, chosen.size(1), generator, device)
+        drawn = _draw_starts(fresh, oracle.model, None, config.lead_radius, generator, device, config.prior_spread)
+        z = torch.cat([drawn, around])  # (N, Z): fresh draws first
+
+
+def _unit_directions(n: int, dim: int, generator: torch.Generator, device: torch.device) -> torch.Tensor:
+    direction = torch.randn(n, dim, generator=generator, device=device)  # (n, dim)
+    return direction / direction.norm(dim=1, keepdim=True).clamp(min=1e-12)
+
+
+def _adapt_radius(radius: float, share: float, config: OptimizeConfig) -> float:
+    """x1.5 when ``share`` is above 60 %, x0.6 below 20 %, within [1e-3, 4 x lead_radius]."""
+    radius *= 1.5 if share > _FLOOR_SHARE_HIGH else 0.6 if share < _FLOOR_SHARE_LOW else 1.0
+    return min(max(radius, 1e-3), 4.0 * config.lead_radius)
 
 
 OPTIMIZERS: dict[str, Optimizer] = {

@@ -294,6 +294,32 @@ def test_bo_initial_design_is_the_surrogates_favourites(loaded, monkeypatch):
         optimize_config_from_dict({"bo_screen": 0})
 
 
+def test_neighbourhood_without_a_seed_explores_around_its_best_molecules(loaded, monkeypatch):
+    """From random starts the neighbourhood search is a population search: after a round of prior
+    draws, three quarters of each round lie within twice the radius of a point that scored a new
+    molecule (one of the best 16 so far), and a quarter are fresh prior draws."""
+    rounds = []
+    evaluate = Oracle.evaluate
+
+    def spy(self, z, step, proposer_score=None):
+        outcomes = evaluate(self, z, step, proposer_score)
+        rounds.append((z.clone(), outcomes))
+        return outcomes
+
+    monkeypatch.setattr(Oracle, "evaluate", spy)
+    config = optimize_config_from_dict({"budget": 40, "batch_size": 8, "lead_radius": 0.5}, FAST)
+    result = run_method(loaded, parse_objectives("qed:max"), "neighbourhood", config)
+    assert 0 < result.stats.calls <= 40 and len(rounds) >= 2
+    first_z, first_outcomes = rounds[0]
+    scored = first_z[[o.status == "new" for o in first_outcomes]]  # (S, Z)
+    assert len(scored) > 0
+    second_z, _ = rounds[1]
+    fresh, around = second_z[:2], second_z[2:]  # a quarter of 8 fresh, then 6 around the elites
+    radius = config.lead_radius / 2  # the starting radius; points lie at 0.25x .. 2x of it
+    assert float(torch.cdist(around, scored).min(dim=1).values.max()) <= 2 * radius + 1e-5
+    assert float(torch.cdist(fresh, scored).min(dim=1).values.min()) > 1e-3  # not copies of elites
+
+
 def test_gradient_needs_a_surrogate_and_unknown_methods_are_refused(loaded):
     with pytest.raises(ValueError, match="needs a surrogate"):
         optimize(loaded, parse_objectives("qed:max"), ["gradient"], FAST)
