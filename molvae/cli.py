@@ -166,7 +166,8 @@ def cmd_sample(args: argparse.Namespace) -> int:
     # Distinct, reproducible seeds per shard: the union of the shards is one large sample.
     seed = args.seed + 1_000_003 * shard
     config = RunConfig(sample=SampleConfig(n=n, temperature=args.temperature, top_k=args.top_k, seed=seed,
-                                           batch_size=args.batch_size, canonical=args.canonical))
+                                           batch_size=args.batch_size, canonical=args.canonical,
+                                           novel=args.novel))
     out = Path(args.out)
     if shards > 1:
         out = out.with_name(f"{out.stem}.shard{shard:04d}-of-{shards:04d}{out.suffix}")
@@ -554,11 +555,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--canonical", action=argparse.BooleanOptionalAction, default=True,
                    help="keep only decodes that are canonical SELFIES strings, the form of every training string, "
                         "and draw more until there are N (default); --no-canonical keeps every decode")
+    p.add_argument("--novel", action="store_true",
+                   help="keep only molecules that are not in the training set (the model's own, or --train), "
+                        "drawing more until there are N; lets a lower --spread give molecules closer to the data")
     p.add_argument("--spread", type=float, help="widen the exemplar posteriors z is drawn from by this factor: "
                                                 "higher = more novel, less like the training data (default: the model's)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--batch-size", type=int, default=1024)
-    p.add_argument("--train", help="training file for the novelty flag (default: the model's own training data)")
+    p.add_argument("--train", help="training file for the novelty flag and --novel (default: the model's own training "
+                                   "data)")
     p.add_argument("--shard", help="I/N: produce shard I (0-based) of N with its own seed, writing "
                                    "OUT.shardI-of-N.csv (under torchrun: RANK/WORLD_SIZE); combine with `molvae merge`")
     p.set_defaults(func=cmd_sample)

@@ -47,7 +47,8 @@ class SampleConfig:
     batch_size: int = 1024  # latent points decoded at once
     seed: int = 0  # seed of the latent draws and token sampling
     canonical: bool = True  # keep only decodes that are canonical SELFIES strings, drawing more until n (see README)
-    max_draws: float = 20.0  # canonical sampling draws at most this many latent points per molecule asked for
+    novel: bool = False  # keep only molecules that are not in the training set, drawing more until n
+    max_draws: float = 20.0  # canonical (or novel) sampling draws at most this many latent points per molecule asked for
     grid_size: int = 48  # molecules drawn in the PNG grid
 
 

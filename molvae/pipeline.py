@@ -12,6 +12,7 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Container
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,7 @@ from molvae.chem import PROPERTIES, property_table
 from molvae.config import RunConfig, to_toml
 from molvae.data import DataError, PreparedData, prepare, read_smiles_table, tokenize
 from molvae.distributed import DistributedContext, init_from_environment, wrap_model
+from molvae.errors import UserError
 from molvae.metrics import canonical_valid, evaluate_samples
 from molvae.model import MolVAE
 from molvae.report import loss_curves_png, molecule_grid_png, sample_table, write_sdf
@@ -298,12 +300,15 @@ def _train_run(data_path, config: RunConfig, out: Path, tracker: Tracker, resume
     return TrainRunSummary(out, result, counts, sample_metrics, files)
 
 
-def sample_and_report(loaded, config: RunConfig, out: Path, training_smiles: set[str] | None,
+def sample_and_report(loaded, config: RunConfig, out: Path, training_smiles: Container[str] | None,
                       prefix: str = "samples") -> tuple[dict[str, float], dict[str, Path]]:
     """Sample ``config.sample.n`` molecules; write CSV, SDF and a PNG grid; return metrics and files."""
     s = config.sample
+    if s.novel and training_smiles is None:
+        raise UserError("sample.novel (--novel) needs the training set, and neither the checkpoint nor --train "
+                        "gives it")
     drawn = sample_prior(loaded, s.n, s.temperature, s.top_k, s.seed, s.batch_size, canonical=s.canonical,
-                         max_draws=s.max_draws)
+                         exclude=training_smiles if s.novel else None, max_draws=s.max_draws)
     smiles = drawn.smiles
     table = sample_table(smiles, training_smiles)
     files = {"samples": out / f"{prefix}.csv", "sdf": out / f"{prefix}.sdf", "grid": out / f"{prefix}.png"}
@@ -314,4 +319,6 @@ def sample_and_report(loaded, config: RunConfig, out: Path, training_smiles: set
     molecule_grid_png(shown["smiles"].tolist(), files["grid"], legends)
     metrics = evaluate_samples(smiles, training_smiles)
     metrics["canonical_rate"] = drawn.canonical_rate  # share of all decodes that were canonical strings
+    if s.novel:
+        metrics["known_left_out"] = drawn.excluded  # canonical decodes that were training molecules
     return metrics, files

@@ -7,7 +7,7 @@ from __future__ import annotations
 import functools
 import logging
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Container, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -182,6 +182,7 @@ class PriorSamples:
     smiles: list[str | None]  # canonical SMILES (None: empty decode), in draw order
     draws: int  # latent points decoded
     canonical: int  # of those, how many decoded to a canonical SELFIES string
+    excluded: int = 0  # canonical decodes left out because they were known molecules (``exclude``)
 
     @property
     def canonical_rate(self) -> float:
@@ -192,24 +193,27 @@ class PriorSamples:
 
 def draw_samples(loaded: LoadedModel, draw: Callable[[int], torch.Tensor], n: int, temperature: float = 1.0,
                  top_k: int = 0, generator: torch.Generator | None = None, *, canonical: bool = True,
-                 max_draws: float = 20.0, batch_size: int = 1024, workers: int = 0,
-                 progress: bool = True) -> PriorSamples:
+                 exclude: Container[str] | None = None, max_draws: float = 20.0, batch_size: int = 1024,
+                 workers: int = 0, progress: bool = True) -> PriorSamples:
     """``n`` molecules decoded from the latent points ``draw(m)`` returns (m, Z).
 
     With ``canonical`` (the default) only decodes that are canonical SELFIES strings are kept, and
     more points are drawn until there are ``n`` of them: rejection sampling, i.e. the model's own
     distribution restricted to strings of the form all its training strings have. A non-canonical
     string is to a SELFIES model what an invalid SMILES is to a SMILES model, except that SELFIES
-    turns it into an odd but valid molecule instead of failing. At most ``max_draws * n`` points
-    are drawn; if that is not enough, the other decodes fill the rest and a warning says so.
+    turns it into an odd but valid molecule instead of failing. Molecules in ``exclude`` (canonical
+    SMILES: the training set, for novel molecules only) are left out the same way. At most
+    ``max_draws * n`` points are drawn; if that is not enough, the other decodes fill the rest and a
+    warning says so.
     """
-    limit = max(n, math.ceil(max_draws * n)) if canonical else n
+    rejecting = canonical or exclude is not None
+    limit = max(n, math.ceil(max_draws * n)) if rejecting else n
     kept: list[str | None] = []
     others: list[str | None] = []
-    draws = n_canonical = 0
+    draws = n_canonical = n_excluded = 0
     with tqdm(total=n, desc="sampling", unit="mol", disable=None if progress and n >= 1000 else True) as bar:
         while len(kept) < n and draws < limit:
-            rate = max(n_canonical / draws, 0.02) if draws else 1.0
+            rate = max(len(kept) / draws, 0.02) if draws else 1.0
             count = min(limit - draws, max(math.ceil(1.1 * (n - len(kept)) / rate), batch_size))
             with torch.no_grad():
                 z = draw(count)  # (count, Z)
@@ -217,30 +221,35 @@ def draw_samples(loaded: LoadedModel, draw: Callable[[int], torch.Tensor], n: in
             draws += count
             for smiles, is_canonical in decoded:
                 n_canonical += is_canonical
-                if is_canonical or not canonical:
+                known = exclude is not None and smiles is not None and smiles in exclude
+                n_excluded += known and is_canonical
+                if (is_canonical or not canonical) and not known:
                     kept.append(smiles)
                 elif len(others) < n:  # fillers, should the draws run out: n at most are ever needed
                     others.append(smiles)
             bar.update(min(len(kept), n) - bar.n)
     if len(kept) < n:
-        log.warning("only %d of %d decodes (%.1f %%) were canonical SELFIES strings, fewer than the %d molecules "
-                    "asked for: %d non-canonical decodes fill the rest (the model needs more training; "
-                    "sample.canonical = false keeps every decode)", n_canonical, draws,
-                    100 * n_canonical / max(draws, 1), n, n - len(kept))
+        wanted = ("canonical SELFIES strings of new molecules" if exclude is not None and canonical else
+                  "new molecules" if exclude is not None else "canonical SELFIES strings")
+        remedy = ("a wider --spread or a larger sample.max_draws finds more new ones" if exclude is not None else
+                  "the model needs more training; sample.canonical = false keeps every decode")
+        log.warning("only %d of %d decodes (%.1f %%) were %s, fewer than the %d molecules asked for: %d other "
+                    "decodes fill the rest (%s)", len(kept), draws, 100 * len(kept) / max(draws, 1), wanted, n,
+                    n - len(kept), remedy)
         kept.extend(others[: n - len(kept)])
-    return PriorSamples(kept[:n], draws, n_canonical)
+    return PriorSamples(kept[:n], draws, n_canonical, n_excluded)
 
 
 def sample_prior(loaded: LoadedModel, n: int, temperature: float = 1.0, top_k: int = 0, seed: int = 0,
                  batch_size: int = 1024, workers: int = 0, progress: bool = True, *, canonical: bool = True,
-                 max_draws: float = 20.0) -> PriorSamples:
+                 exclude: Container[str] | None = None, max_draws: float = 20.0) -> PriorSamples:
     """``n`` molecules decoded from the model's sampling prior (its exemplars once fitted, else p(z)),
-    only canonical decodes unless ``canonical`` is false (see :func:`draw_samples`); reproducible
-    for a given seed and device."""
+    only canonical decodes unless ``canonical`` is false and none in ``exclude`` (see
+    :func:`draw_samples`); reproducible for a given seed and device."""
     generator = torch.Generator(device=loaded.device).manual_seed(seed)
     return draw_samples(loaded, lambda count: loaded.model.sample_latent(count, generator), n, temperature, top_k,
-                        generator, canonical=canonical, max_draws=max_draws, batch_size=batch_size,
-                        workers=workers, progress=progress)
+                        generator, canonical=canonical, exclude=exclude, max_draws=max_draws,
+                        batch_size=batch_size, workers=workers, progress=progress)
 
 
 @dataclass

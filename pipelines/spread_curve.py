@@ -7,9 +7,12 @@ prior is scored beside them; each twice, keeping every decode (``--no-canonical`
 canonical SELFIES decodes (the default of ``molvae sample``). FCD/Test uses the MOSES test-set
 statistics shipped with molvae; novelty is against the model's training molecules (the hashes its
 checkpoint carries) or, with ``--moses``, against the MOSES training set as written (MOSES's
-definition; use it when the exemplars are MOSES molecules).
+definition; use it when the exemplars are MOSES molecules). ``--novel`` scores a third mode per
+spread: canonical decodes of molecules outside that reference only (``molvae sample --novel``);
+``--modes`` picks the modes to run.
 
     python pipelines/spread_curve.py --spreads 1,1.25,1.5,1.75,2,2.5 -n 5000 --moses data/moses --out runs/spread
+    python pipelines/spread_curve.py --spreads 1.5,2 -n 10000 --moses data/moses --modes novel --out runs/novel
 
 Writes OUT/spread.csv and OUT/spread.png (FCD/Test against novelty, one point per spread and mode).
 """
@@ -29,6 +32,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--spreads", default="1,1.25,1.5,1.75,2,2.5", help="comma-separated spreads")
     parser.add_argument("-n", type=int, default=5000, help="samples per spread (default 5000)")
     parser.add_argument("--moses", help="MOSES data folder (molvae fetch-moses): novelty against its training set")
+    parser.add_argument("--modes", default="every,canonical",
+                        help="comma-separated: every (every decode), canonical (canonical decodes only), novel "
+                             "(canonical decodes of molecules outside the novelty reference); default every,canonical")
+    parser.add_argument("--no-trained-prior", action="store_true", help="skip the rows of the model's trained prior")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = default)")
     parser.add_argument("--out", default="runs/spread")
@@ -39,6 +46,10 @@ def main(argv: list[str] | None = None) -> int:
         spreads = []
     if not spreads or min(spreads) <= 0 or args.n < 2:
         print(f"error: --spreads {args.spreads!r} must be positive numbers and -n at least 2", file=sys.stderr)
+        return 2
+    modes = [m.strip() for m in args.modes.split(",") if m.strip()]
+    if not modes or not set(modes) <= {"every", "canonical", "novel"}:
+        print(f"error: --modes {args.modes!r}: choose from every, canonical, novel", file=sys.stderr)
         return 2
 
     import pandas as pd
@@ -61,10 +72,15 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {args.moses}/train.csv.gz not found: run `molvae fetch-moses` first", file=sys.stderr)
         return 2
     training = set(load_moses(Path(args.moses), ["train"])["train"]) if args.moses else loaded.training_index
+    if "novel" in modes and training is None:
+        print("error: --modes novel needs a novelty reference: --moses, or a model that carries its training set",
+              file=sys.stderr)
+        return 2
     reference = moses_test_fcd_reference()
     rows = []
-    for canonical in (False, True):
-        for spread in [None, *spreads]:  # None: the trained prior
+    for mode in modes:
+        canonical, exclude = mode != "every", training if mode == "novel" else None
+        for spread in ([] if args.no_trained_prior else [None]) + spreads:  # None: the trained prior
             started = time.perf_counter()
             generator = torch.Generator().manual_seed(args.seed)
             if spread is None:
@@ -76,10 +92,12 @@ def main(argv: list[str] | None = None) -> int:
 
                 def draw(count):
                     return exemplars.sample(count, generator)
-            drawn = draw_samples(loaded, draw, args.n, 1.0, generator=generator, canonical=canonical, progress=False)
+            drawn = draw_samples(loaded, draw, args.n, 1.0, generator=generator, canonical=canonical,
+                                 exclude=exclude, max_draws=100, progress=False)
             samples = drawn.smiles
             row = {"sampling": "trained prior" if spread is None else "exemplars", "spread": spread,
-                   "canonical": canonical, "samples": args.n, "draws": drawn.draws,
+                   "canonical": canonical, "novel_only": exclude is not None, "samples": args.n,
+                   "draws": drawn.draws,
                    "canonical_rate": drawn.canonical_rate, "validity": validity(samples),
                    "uniqueness": uniqueness(samples),
                    "novelty": novelty(samples, training) if training is not None else float("nan")}
@@ -104,8 +122,12 @@ def _plot(table, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6.5, 4.5))
-    for colour, canonical, label in (("C0", False, "every decode"), ("C2", True, "canonical decodes only")):
-        mode = table[table["canonical"] == canonical]
+    for colour, canonical, novel, label in (("C0", False, False, "every decode"),
+                                            ("C2", True, False, "canonical decodes only"),
+                                            ("C3", True, True, "canonical decodes of new molecules only")):
+        mode = table[(table["canonical"] == canonical) & (table["novel_only"] == novel)]
+        if mode.empty:
+            continue
         curve = mode[mode["sampling"] == "exemplars"]
         ax.plot(curve["novelty"], curve["fcd"], "o-", color=colour, label=f"exemplar prior, {label}")
         for _, r in curve.iterrows():

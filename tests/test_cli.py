@@ -178,6 +178,12 @@ def test_pretrained_model_ships_loads_and_samples(tmp_path, capsys):
     out = tmp_path / "default.csv"
     assert main(["sample", "-n", "10", "--out", str(out), "--device", "cpu"]) == 0  # no --model: the pretrained one
     assert len(pd.read_csv(out)) == 10
+    capsys.readouterr()
+    novel = tmp_path / "novel.csv"  # at spread 1 many decodes are training molecules: --novel leaves them out
+    assert main(["sample", "-n", "30", "--spread", "1", "--novel", "--out", str(novel), "--device", "cpu"]) == 0
+    table = pd.read_csv(novel)
+    assert len(table) == 30 and table["novel"].all()
+    assert "known_left_out" in capsys.readouterr().out
 
 
 def test_evaluate_with_the_moses_metric_set(tmp_path, capsys, monkeypatch):

@@ -129,6 +129,14 @@ def test_spread_curve_tiny(trained_run, tmp_path):
     assert (tmp_path / "s" / "spread.png").stat().st_size > 0
     done = run("spread_curve.py", "--model", trained_run.out_dir / "model.pt", "--spreads", "0", "--out", tmp_path / "t")
     assert done.returncode == 2 and "spreads" in done.stderr
+    # new molecules only: none of the model's training molecules is kept
+    done = run("spread_curve.py", "--model", trained_run.out_dir / "model.pt", "--spreads", "0.5", "-n", 12,
+               "--modes", "novel", "--no-trained-prior", "--out", tmp_path / "n")
+    assert done.returncode == 0, done.stderr
+    novel = pd.read_csv(tmp_path / "n" / "spread.csv")
+    assert novel["novel_only"].tolist() == [True] and novel["novelty"].tolist() == [1.0]
+    done = run("spread_curve.py", "--model", trained_run.out_dir / "model.pt", "--modes", "all", "--out", tmp_path / "t")
+    assert done.returncode == 2 and "--modes" in done.stderr
 
 
 def test_surrogate_r2_tiny(trained_run, tmp_path):

@@ -60,6 +60,17 @@ def test_the_draws_are_bounded_and_the_rest_is_filled_with_a_warning(monkeypatch
     assert drawn.canonical == 0 and "only 0 of 20 decodes" in caplog.text
 
 
+def test_known_molecules_are_left_out_and_more_are_drawn(monkeypatch):
+    phenol, acetic_acid = canonical_smiles("c1ccccc1O"), canonical_smiles("CC(=O)O")
+    _scripted_decoder(monkeypatch, CANONICAL + NON_CANONICAL)  # CCO is "in the training set"
+    drawn = draw_samples(None, lambda m: torch.zeros(m, 2), 6, canonical=True, exclude={"CCO"}, progress=False)
+    assert sorted(set(drawn.smiles)) == sorted([phenol, acetic_acid]) and len(drawn.smiles) == 6
+    assert drawn.excluded >= 3 and drawn.canonical >= 9
+    _scripted_decoder(monkeypatch, CANONICAL[:1] + NON_CANONICAL)  # without canonical: non-canonical ones are kept
+    kept = draw_samples(None, lambda m: torch.zeros(m, 2), 6, canonical=False, exclude={"CCO"}, progress=False)
+    assert "CCO" not in kept.smiles and len(kept.smiles) == 6 and set(kept.smiles) == {"C=O", "C"}
+
+
 def test_the_shipped_model_samples_canonical_molecules_reproducibly():
     loaded = load_model(sample_module.__file__.replace("sample.py", "pretrained/model.pt"))
     first = sample_prior(loaded, 40, seed=3, progress=False)
