@@ -140,6 +140,8 @@ class OptimizeConfig:
     lead_radius: float = 1.0  # random baseline and restarts: latent noise up to this radius around the seed
     prior_spread: float = 1.9  # exemplar spread of draws from the prior (random starts and baseline); 0 = the model's
     distance_weight: float = 0.0  # lead gradient ascent: extra penalty weight * |z - z_seed|^2 / 2
+    neighbourhood_elites: int = 0  # neighbourhood search explores around this many best molecules (1 = hill
+    # climbing); 0 = 16 from random starts, 1 around a seed (16 there was within noise of 1: docs/benchmarks.md)
 
     def __post_init__(self) -> None:
         positive = ("budget", "batch_size", "decodes_per_point", "decode_beam", "max_rounds", "max_stale_rounds",
@@ -165,6 +167,9 @@ class OptimizeConfig:
             raise ValueError(f"optimize.min_similarity must be in [0, 1], got {self.min_similarity!r}")
         if self.surrogate not in ("auto", "head", "ensemble", "none"):
             raise ValueError(f"optimize.surrogate must be auto, head, ensemble or none, got {self.surrogate!r}")
+        if isinstance(self.neighbourhood_elites, bool) or not isinstance(self.neighbourhood_elites, int) \
+                or self.neighbourhood_elites < 0:
+            raise ValueError(f"optimize.neighbourhood_elites must be an integer >= 0, got {self.neighbourhood_elites!r}")
         if self.bo_acquisition not in ("qlogei", "qei", "qucb", "ts"):
             raise ValueError(f"optimize.bo_acquisition must be qlogei, qei, qucb or ts, got {self.bo_acquisition!r}")
 
@@ -928,73 +933,69 @@ def _training_subset(y: torch.Tensor, limit: int) -> torch.Tensor:
     return keep.nonzero().squeeze(1)
 
 
-_FLOOR_SHARE_HIGH, _FLOOR_SHARE_LOW = 0.6, 0.2  # neighbourhood: grow above, shrink below this share passing
-_ELITES = 16  # neighbourhood without a seed: the best molecules whose latent points the next round explores
-_FRESH_SHARE = 0.25  # ... and the share of each round drawn fresh from the prior
+_FLOOR_SHARE_HIGH, _FLOOR_SHARE_LOW = 0.6, 0.2  # neighbourhood: grow above, shrink below this share
+_FRESH_SHARE = 0.25  # neighbourhood without a seed: the share of each round drawn fresh from the prior
+_ELITES_FROM_RANDOM_STARTS = 16  # neighbourhood_elites = 0 (auto) without a seed; 1 (hill climbing) around one
 
 
 def run_neighbourhood(oracle: Oracle, surrogate: Surrogate | None, objectives: Sequence[Objective],
                       config: OptimizeConfig, start: torch.Tensor | None = None) -> None:
-    """Search latent neighbourhoods of good points: each round decodes ``batch_size`` points
-    ``centre + r * e`` (``e`` a random unit direction, ``r`` spread over 0.25x .. 2x the current
-    radius), greedily and by sampling (at least two decodes per point); the radius starts at
-    ``lead_radius / 2``.
+    """Search the latent neighbourhoods of the best molecules so far: each round decodes points
+    ``parent + r * e``, ``parent`` the latent point of one of the ``neighbourhood_elites`` best
+    molecules found (the seed until one is found; by default 16 from random starts and 1 around a
+    seed, i.e. hill climbing from the best molecule), ``e`` a random unit direction and ``r``
+    spread over 0.25x .. 2x the current radius, which starts at ``lead_radius / 2``; each point is
+    decoded greedily and by sampling (at least two decodes per point).
 
-    Around a seed the centre is the seed, then the latent point of the best molecule found (hill
-    climbing), and the radius adapts to the share of decodes that clear the similarity floor: x1.5
-    above 60 %, x0.6 below 20 %, so few decodes are wasted below the floor. Without a seed it is a
-    population search: the first round is prior draws; every later round explores around the latent
-    points of the ``_ELITES`` best molecules so far (a quarter of its points are fresh prior draws),
-    and the radius adapts to the share of explored points that only decode to molecules already
-    scored: x1.5 above 60 %, x0.6 below 20 %.
+    Around a seed the radius adapts to the share of decodes that clear the similarity floor: x1.5
+    above 60 %, x0.6 below 20 %, so few decodes are wasted below the floor. Without a seed the
+    first round is prior draws, a quarter of every later round too, and the radius adapts to the
+    share of explored points that only decode to molecules already scored (x1.5 above 60 %, x0.6
+    below 20 %).
     """
     generator = torch.Generator(device=oracle.device).manual_seed(config.seed)
     oracle.decodes_per_point = max(oracle.decodes_per_point, 2)
-    if start is None:
-        _population_search(oracle, config, generator)
-        return
     n, device = config.batch_size, oracle.device
-    centre, best_score = start.detach().to(device), -math.inf
-    radius = config.lead_radius / 2
-    spread = torch.logspace(-2, 1, n, base=2.0, device=device).unsqueeze(1)  # (N, 1) 0.25x .. 2x
-    for step in range(1, config.max_rounds + 1):
-        if oracle.should_stop(config.max_stale_rounds):
-            break
-        z = centre.unsqueeze(0) + radius * spread * _unit_directions(n, centre.numel(), generator, device)  # (N, Z)
-        outcomes = oracle.evaluate(z, step)
-        passed = sum(o.status in ("new", "duplicate", "filtered", "unscored") for o in outcomes) / len(outcomes)
-        radius = _adapt_radius(radius, passed, config)
-        for point, outcome in zip(z, outcomes):
-            if outcome.status == "new" and outcome.score is not None and outcome.score > best_score:
-                centre, best_score = point.detach(), outcome.score
-
-
-def _population_search(oracle: Oracle, config: OptimizeConfig, generator: torch.Generator) -> None:
-    n, device = config.batch_size, oracle.device
-    fresh = max(1, round(_FRESH_SHARE * n)) if n > 1 else 0
+    fresh = 0 if start is not None or n == 1 else max(1, round(_FRESH_SHARE * n))
     radius = config.lead_radius / 2
     spread = torch.logspace(-2, 1, n - fresh, base=2.0, device=device).unsqueeze(1)  # (N - F, 1) 0.25x .. 2x
+    n_elites = config.neighbourhood_elites or (1 if start is not None else _ELITES_FROM_RANDOM_STARTS)
     elites: list[tuple[float, torch.Tensor]] = []  # (score, z) of the best new molecules, best first
-    z = _draw_starts(n, oracle.model, None, config.lead_radius, generator, device, config.prior_spread)  # (N, Z)
+    if start is None:
+        z = _draw_starts(n, oracle.model, None, config.lead_radius, generator, device, config.prior_spread)
+    else:
+        z = _around([start.detach().to(device)], n, radius, spread, generator)  # (N, Z)
     for step in range(1, config.max_rounds + 1):
         if oracle.should_stop(config.max_stale_rounds):
             break
         outcomes = oracle.evaluate(z, step)
         found = [(o.score, point.detach()) for point, o in zip(z, outcomes)
                  if o.status == "new" and o.score is not None]
-        elites = sorted(elites + found, key=lambda elite: -elite[0])[:_ELITES]
-        if step > 1:
-            explored = outcomes[fresh:]
+        elites = sorted(elites + found, key=lambda elite: -elite[0])[:n_elites]
+        explored = outcomes[fresh:]
+        if start is not None:
+            passed = sum(o.status in ("new", "duplicate", "filtered", "unscored") for o in explored) / len(explored)
+            radius = _adapt_radius(radius, passed, config)
+        elif step > 1:
             repeated = sum(o.status == "duplicate" for o in explored) / len(explored)
             radius = _adapt_radius(radius, repeated, config)
-        if not elites:  # nothing scored yet: prior draws again
+        parents = [point for _, point in elites] or ([start.detach().to(device)] if start is not None else [])
+        if not parents:  # nothing scored yet from random starts: prior draws again
             z = _draw_starts(n, oracle.model, None, config.lead_radius, generator, device, config.prior_spread)
             continue
-        parents = torch.stack([point for _, point in elites])  # (E, Z)
-        chosen = parents[torch.randint(len(elites), (n - fresh,), generator=generator, device=device)]  # (N - F, Z)
-        around = chosen + radius * spread * _unit_directions(n - fresh, chosen.size(1), generator, device)
-        drawn = _draw_starts(fresh, oracle.model, None, config.lead_radius, generator, device, config.prior_spread)
-        z = torch.cat([drawn, around])  # (N, Z): fresh draws first
+        z = _around(parents, n - fresh, radius, spread, generator)
+        if fresh:
+            drawn = _draw_starts(fresh, oracle.model, None, config.lead_radius, generator, device, config.prior_spread)
+            z = torch.cat([drawn, z])  # (N, Z): fresh draws first
+
+
+def _around(parents: list[torch.Tensor], n: int, radius: float, spread: torch.Tensor,
+            generator: torch.Generator) -> torch.Tensor:
+    """n points (n, Z): a parent chosen uniformly at random plus ``radius * spread``
+    times a random unit direction."""
+    stacked = torch.stack(parents)  # (E, Z)
+    chosen = stacked[torch.randint(len(parents), (n,), generator=generator, device=stacked.device)]  # (n, Z)
+    return chosen + radius * spread * _unit_directions(n, stacked.size(1), generator, stacked.device)
 
 
 def _unit_directions(n: int, dim: int, generator: torch.Generator, device: torch.device) -> torch.Tensor:
