@@ -961,10 +961,11 @@ def run_neighbourhood(oracle: Oracle, surrogate: Surrogate | None, objectives: S
     spread = torch.logspace(-2, 1, n - fresh, base=2.0, device=device).unsqueeze(1)  # (N - F, 1) 0.25x .. 2x
     n_elites = config.neighbourhood_elites or (1 if start is not None else _ELITES_FROM_RANDOM_STARTS)
     elites: list[tuple[float, torch.Tensor]] = []  # (score, z) of the best new molecules, best first
+    seed_point = [start.detach().to(device)] if start is not None else []  # the parent until a molecule is found
     if start is None:
         z = _draw_starts(n, oracle.model, None, config.lead_radius, generator, device, config.prior_spread)
     else:
-        z = _around([start.detach().to(device)], n, radius, spread, generator)  # (N, Z)
+        z = _around(seed_point, n, radius, spread, generator)  # (N, Z)
     for step in range(1, config.max_rounds + 1):
         if oracle.should_stop(config.max_stale_rounds):
             break
@@ -979,7 +980,7 @@ def run_neighbourhood(oracle: Oracle, surrogate: Surrogate | None, objectives: S
         elif step > 1:
             repeated = sum(o.status == "duplicate" for o in explored) / len(explored)
             radius = _adapt_radius(radius, repeated, config)
-        parents = [point for _, point in elites] or ([start.detach().to(device)] if start is not None else [])
+        parents = [point for _, point in elites] or seed_point
         if not parents:  # nothing scored yet from random starts: prior draws again
             z = _draw_starts(n, oracle.model, None, config.lead_radius, generator, device, config.prior_spread)
             continue

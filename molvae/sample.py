@@ -221,9 +221,10 @@ def draw_samples(loaded: LoadedModel, draw: Callable[[int], torch.Tensor], n: in
             draws += count
             for smiles, is_canonical in decoded:
                 n_canonical += is_canonical
-                known = exclude is not None and smiles is not None and smiles in exclude
+                eligible = is_canonical or not canonical
+                known = eligible and exclude is not None and smiles is not None and smiles in exclude
                 n_excluded += known and is_canonical
-                if (is_canonical or not canonical) and not known:
+                if eligible and not known:
                     kept.append(smiles)
                 elif len(others) < n:  # fillers, should the draws run out: n at most are ever needed
                     others.append(smiles)

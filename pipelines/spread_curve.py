@@ -7,9 +7,9 @@ prior is scored beside them; each twice, keeping every decode (``--no-canonical`
 canonical SELFIES decodes (the default of ``molvae sample``). FCD/Test uses the MOSES test-set
 statistics shipped with molvae; novelty is against the model's training molecules (the hashes its
 checkpoint carries) or, with ``--moses``, against the MOSES training set as written (MOSES's
-definition; use it when the exemplars are MOSES molecules). ``--novel`` scores a third mode per
-spread: canonical decodes of molecules outside that reference only (``molvae sample --novel``);
-``--modes`` picks the modes to run.
+definition; use it when the exemplars are MOSES molecules). ``--modes`` picks the modes to run;
+``novel`` is a third one: canonical decodes of molecules outside that reference only (``molvae
+sample --novel``).
 
     python pipelines/spread_curve.py --spreads 1,1.25,1.5,1.75,2,2.5 -n 5000 --moses data/moses --out runs/spread
     python pipelines/spread_curve.py --spreads 1.5,2 -n 10000 --moses data/moses --modes novel --out runs/novel
