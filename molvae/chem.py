@@ -280,8 +280,16 @@ def tanimoto(mol_a: Chem.Mol, mol_b: Chem.Mol) -> float:
 # --- properties -----------------------------------------------------------------------------
 
 def sa_score(mol: Chem.Mol) -> float:
-    """Synthetic accessibility (Ertl & Schuffenhauer), 1 (easy) to 10 (hard)."""
-    return float(sascorer.calculateScore(mol))
+    """Synthetic accessibility (Ertl & Schuffenhauer), 1 (easy) to 10 (hard); kept on the molecule
+    (a private property) so that penalized logP beside it does not compute it again.
+
+    >>> mol = Chem.MolFromSmiles("c1ccccc1O")
+    >>> sa_score(mol) == sa_score(mol) == float(sascorer.calculateScore(mol)) and bool(mol.HasProp("_molvae_sa"))
+    True
+    """
+    if not mol.HasProp("_molvae_sa"):
+        mol.SetDoubleProp("_molvae_sa", float(sascorer.calculateScore(mol)))
+    return mol.GetDoubleProp("_molvae_sa")
 
 
 # ZINC250k statistics used by the JT-VAE definition of penalized logP.
