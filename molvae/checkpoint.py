@@ -20,11 +20,16 @@ from molvae.model import ModelConfig, MolVAE
 from molvae.trainset import TrainingSetIndex
 from molvae.vocab import Vocabulary
 
-__all__ = ["FORMAT_VERSION", "PRETRAINED", "CheckpointError", "LoadedModel", "load_model", "read_checkpoint", "save_checkpoint"]
+__all__ = ["FORMAT_VERSION", "PRETRAINED", "PRETRAINED_LEAD", "CheckpointError", "LoadedModel", "load_model",
+           "read_checkpoint", "save_checkpoint"]
 
 FORMAT = "molvae-checkpoint"
-# The model shipped inside the package (see molvae/pretrained/MODEL_CARD.md), used when no model is given.
+# The two models shipped inside the package (see molvae/pretrained/MODEL_CARD.md), used when no model is
+# given: PRETRAINED samples molecules like its training data (sample, fine-tuning); PRETRAINED_LEAD
+# reconstructs molecules more closely and carries the refitted property head, so it reads and
+# optimizes the user's molecules (optimize, encode, reconstruct, interpolate, ...).
 PRETRAINED = Path(__file__).parent / "pretrained" / "model.pt"
+PRETRAINED_LEAD = PRETRAINED.with_name("lead.pt")
 FORMAT_VERSION = 1
 
 

@@ -71,15 +71,18 @@ def _tracker(config, run_name: str | None = None):
     return MlflowTracker(config.tracking, run_name) if config.tracking.enabled and is_main else NullTracker()
 
 
-def _load(model_path: str | None, device: str):
-    from molvae.checkpoint import PRETRAINED, load_model
+def _load(args: argparse.Namespace, device: str):
+    """``--model``, or the shipped model the command defaults to (``model_args``)."""
+    from molvae.checkpoint import PRETRAINED, PRETRAINED_LEAD, load_model
     from molvae.train import resolve_device
 
+    model_path = args.model
     if model_path is None:
-        if not PRETRAINED.exists():
+        shipped = PRETRAINED_LEAD if args.shipped == "lead" else PRETRAINED
+        if not shipped.exists():
             raise UserError("no --model given and no pretrained model is installed")
-        log.info("no --model given: using the pretrained model %s (see its MODEL_CARD.md)", PRETRAINED)
-        model_path = str(PRETRAINED)
+        log.info("no --model given: using the shipped %s model %s (see MODEL_CARD.md beside it)", args.shipped, shipped)
+        model_path = str(shipped)
     return load_model(model_path, resolve_device(device))
 
 
@@ -154,7 +157,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
     device = args.device
     if shards > 1 and device in ("auto", "cuda") and "LOCAL_RANK" in os.environ:
         device = f"cuda:{os.environ['LOCAL_RANK']}"  # one GPU per torchrun process
-    loaded = _load(args.model, device)
+    loaded = _load(args, device)
     if args.spread is not None:
         if args.spread <= 0:
             raise UserError(f"--spread must be > 0, got {args.spread}")
@@ -272,7 +275,7 @@ def _encode_input(args: argparse.Namespace):
     """Load the model and encode the SMILES of ``--input``: ``(loaded, encoded, kept, rejected)``."""
     from molvae.sample import encode_smiles
 
-    loaded = _load(args.model, args.device)
+    loaded = _load(args, args.device)
     inputs = _read_smiles(args.input, args.smiles_column)
     encoded = encode_smiles(loaded, inputs)
     return (loaded, encoded, *_encoded_frame(encoded, inputs))
@@ -323,7 +326,7 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
 def cmd_score(args: argparse.Namespace) -> int:
     from molvae.sample import elbo_scores
 
-    loaded = _load(args.model, args.device)
+    loaded = _load(args, args.device)
     inputs = _read_smiles(args.input, args.smiles_column)
     encoded, nll, kl = elbo_scores(loaded, inputs, n_samples=args.samples)
     kept, rejected = _encoded_frame(encoded, inputs)
@@ -341,7 +344,7 @@ def cmd_interpolate(args: argparse.Namespace) -> int:
     from molvae.report import molecule_grid_png
     from molvae.sample import interpolate
 
-    loaded = _load(args.model, args.device)
+    loaded = _load(args, args.device)
     path = interpolate(loaded, args.start, args.end, args.steps, spherical=not args.linear)
     for i, s in enumerate(path):
         print(f"{i}\t{s}")
@@ -355,7 +358,7 @@ def cmd_around(args: argparse.Namespace) -> int:
     from molvae.report import molecule_grid_png, sample_table
     from molvae.sample import sample_around
 
-    loaded = _load(args.model, args.device)
+    loaded = _load(args, args.device)
     smiles = sample_around(loaded, args.smiles, args.n, args.radius, args.seed)
     table = sample_table(smiles)
     out = Path(args.out)
@@ -376,7 +379,7 @@ def cmd_map(args: argparse.Namespace) -> int:
 
     if args.property not in PROPERTIES:
         raise UserError(f"unknown property {args.property!r}; choose from {', '.join(PROPERTIES)}")
-    loaded = _load(args.model, args.device)
+    loaded = _load(args, args.device)
     inputs = _read_smiles(args.data, args.smiles_column)[: args.max]
     encoded = encode_smiles(loaded, inputs)
     if len(encoded.smiles) < 3:
@@ -404,7 +407,7 @@ def cmd_fit_prior(args: argparse.Namespace) -> int:
     spread = ModelConfig.exemplar_spread if args.spread is None else args.spread
     if count < 1 or spread <= 0:
         raise UserError(f"--count must be >= 1 and --spread > 0 (got {count} and {spread})")
-    loaded = _load(args.model, "cpu")
+    loaded = _load(args, "cpu")
     smiles = _read_smiles(args.data, args.smiles_column) if args.data else surrogate_molecules(loaded)
     if not smiles:
         raise UserError("no molecules to fit the prior on: give --data (the model carries no training sample "
@@ -438,7 +441,7 @@ def cmd_fit_head(args: argparse.Namespace) -> int:
 
     if args.count < 20 or args.hidden < 1 or args.layers < 1 or args.epochs < 1:
         raise UserError("--count must be >= 20 and --hidden, --layers, --epochs >= 1")
-    loaded = _load(args.model, "cpu")
+    loaded = _load(args, "cpu")
     names = ([p.strip() for p in args.properties.split(",") if p.strip()] if args.properties
              else list(loaded.model.config.property_names) or ["qed", "plogp_raw", "logp", "sa"])
     smiles = _read_smiles(args.data, args.smiles_column) if args.data else surrogate_molecules(loaded)
@@ -481,7 +484,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
     device = resolve_device(args.device)
     config = load_config(args.config)
-    loaded = _load(args.model, args.device) if args.model else None
+    loaded = _load(args, args.device) if args.model else None
     data = args.data or _default_data(None)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -519,9 +522,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True, metavar="command")
 
-    def model_args(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--model", help="checkpoint written by `molvae train` (e.g. runs/exp1/model.pt); "
-                                       "default: the pretrained model shipped with molvae")
+    def model_args(p: argparse.ArgumentParser, shipped: str = "sampling") -> None:
+        """``shipped``: which model shipped with molvae the command uses without --model."""
+        p.add_argument("--model", help="checkpoint written by `molvae train` (e.g. runs/exp1/model.pt); default: "
+                                       f"the {shipped} model shipped with molvae (molvae/pretrained/MODEL_CARD.md)")
+        p.set_defaults(shipped=shipped)
         p.add_argument("--device", default="auto", help="auto (GPU if present), cpu, cuda or cuda:N")
 
     def input_args(p: argparse.ArgumentParser, name: str = "--input") -> None:
@@ -585,13 +590,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("encode", help="latent coordinates (mu) of molecules, as CSV")
-    model_args(p)
+    model_args(p, "lead")
     input_args(p)
     p.add_argument("--out", required=True)
     p.set_defaults(func=cmd_encode)
 
     p = sub.add_parser("reconstruct", help="encode and decode molecules; report exact matches and similarity")
-    model_args(p)
+    model_args(p, "lead")
     input_args(p)
     p.add_argument("--out", required=True)
     p.add_argument("--beam", type=int, default=10,
@@ -600,14 +605,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_reconstruct)
 
     p = sub.add_parser("score", help="per-molecule negative ELBO: an out-of-distribution score to sort by")
-    model_args(p)
+    model_args(p, "lead")
     input_args(p)
     p.add_argument("--out", required=True)
     p.add_argument("--samples", type=int, default=4, help="draws of z averaged per molecule (default 4)")
     p.set_defaults(func=cmd_score)
 
     p = sub.add_parser("interpolate", help="decode the latent path between two molecules into a strip image")
-    model_args(p)
+    model_args(p, "lead")
     p.add_argument("--start", required=True, help="SMILES")
     p.add_argument("--end", required=True, help="SMILES")
     p.add_argument("--steps", type=int, default=8)
@@ -616,7 +621,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_interpolate)
 
     p = sub.add_parser("around", help="sample molecules in the latent neighbourhood of a molecule")
-    model_args(p)
+    model_args(p, "lead")
     p.add_argument("--smiles", required=True)
     p.add_argument("-n", type=int, default=24)
     p.add_argument("--radius", type=float, default=0.5, help="standard deviation of the latent noise")
@@ -625,7 +630,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_around)
 
     p = sub.add_parser("map", help="2-D PCA map of the latent space coloured by a property (PNG + CSV)")
-    model_args(p)
+    model_args(p, "lead")
     input_args(p, "--data")
     p.add_argument("--property", default="qed")
     p.add_argument("--max", type=int, default=5000, help="molecules to map (default 5000)")
@@ -658,7 +663,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    "once, an MLP is trained with a held-out split and early stopping, and the "
                                    "held-out R2 of the old and the new head is printed. `molvae optimize` follows "
                                    "the head for the objectives it covers. Writes a new checkpoint.")
-    model_args(p)
+    model_args(p, "lead")
     p.add_argument("--data", help="SMILES file to draw molecules from (default: the checkpoint's training sample; "
                                   "tens of thousands of molecules or more for a good head)")
     p.add_argument("--smiles-column", default="", help="name of the SMILES column (default: found by name)")

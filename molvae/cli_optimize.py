@@ -204,10 +204,10 @@ def cmd_optimize(args: argparse.Namespace) -> int:
     if "gradient" in recipe.methods and recipe.config.surrogate == "none":
         raise ValueError("method 'gradient' needs a surrogate; drop it or choose --surrogate auto/head/ensemble")
     if args.model is None:
-        from molvae.checkpoint import PRETRAINED
+        from molvae.checkpoint import PRETRAINED_LEAD
 
-        args.model = str(PRETRAINED)
-        log.info("no --model given: using the pretrained model %s (see its MODEL_CARD.md)", PRETRAINED)
+        args.model = str(PRETRAINED_LEAD)
+        log.info("no --model given: using the shipped lead model %s (see MODEL_CARD.md beside it)", PRETRAINED_LEAD)
     loaded = load_model(args.model, resolve_device(args.device))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -388,8 +388,9 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
                     "other methods at the same budget. Results are ranked by the true score, next to the\n"
                     "surrogate's prediction.",
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", help="checkpoint written by `molvae train` (e.g. runs/exp1/model.pt); "
-                                   "default: the pretrained model shipped with molvae")
+    p.add_argument("--model", help="checkpoint written by `molvae train` (e.g. runs/exp1/model.pt); default: the "
+                                   "lead model shipped with molvae, which reconstructs molecules and predicts their "
+                                   "properties best (molvae/pretrained/MODEL_CARD.md)")
     p.add_argument("--objective", help="what to optimize, e.g. 'qed:max' or 'logp:window:2:3,sa:min' (see below)")
     p.add_argument("--config", help="TOML run file: objective/[[objectives]], methods, [optimize], [filters], "
                                     "[tracking] (see pipelines/optimize_*.toml); flags override it")

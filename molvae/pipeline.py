@@ -21,8 +21,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from molvae.checkpoint import (PRETRAINED, CheckpointError, load_model, model_from_payload, read_checkpoint,
-                               save_checkpoint)
+from molvae.checkpoint import (PRETRAINED, PRETRAINED_LEAD, CheckpointError, load_model, model_from_payload,
+                               read_checkpoint, save_checkpoint)
 from molvae.chem import PROPERTIES, property_table
 from molvae.config import RunConfig, to_toml
 from molvae.data import DataError, PreparedData, prepare, read_smiles_table, tokenize
@@ -87,9 +87,11 @@ def property_labels(prepared: PreparedData, names: list[str], workers: int = 0) 
 
 def _initial_model(config: RunConfig) -> tuple[MolVAE, Vocabulary, int, torch.Tensor]:
     """The model, vocabulary, generation length and training-set hashes of ``train.init`` (a
-    checkpoint, or "pretrained" for the shipped model): fine-tuning keeps its architecture,
-    vocabulary and learned prior, and the molecules it was trained on stay "not novel"."""
-    path = PRETRAINED if config.train.init == "pretrained" else Path(config.train.init)
+    checkpoint, or "pretrained" / "pretrained-lead" for the shipped sampling / lead model): fine-tuning
+    keeps its architecture, vocabulary and learned prior, and the molecules it was trained on stay
+    "not novel"."""
+    shipped = {"pretrained": PRETRAINED, "pretrained-lead": PRETRAINED_LEAD}
+    path = shipped.get(config.train.init, Path(config.train.init))
     payload = read_checkpoint(path)
     model, vocab = model_from_payload(payload)
     wanted, held = list(config.model.property_names), list(model.config.property_names)
@@ -287,6 +289,11 @@ def _train_run(data_path, config: RunConfig, out: Path, tracker: Tracker, resume
         sample_metrics, sample_files = sample_and_report(loaded, config, out, training_smiles)
         files.update(sample_files)
         tracker.log_metrics({f"final_{k}": v for k, v in sample_metrics.items()})
+    if result.stop_reason == "interrupted" and (out / BEST).exists():
+        exemplars = bool(model.config.exemplars)
+        log.warning("stopped before the end: %s (the best epoch so far) has no %sfinal samples; `molvae train ... "
+                    "--resume` continues the run%s", out / BEST, "exemplar prior and " * exemplars,
+                    f", `molvae fit-prior --model {out / BEST} --out FILE` gives it exemplars now" * exemplars)
     summary["total_seconds"] = time.perf_counter() - started
     _write_json(out / "metrics.json", {"training": summary, "data": counts, "samples": sample_metrics})
     files["metrics"] = out / "metrics.json"

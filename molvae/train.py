@@ -59,7 +59,7 @@ class TrainConfig:
     select_by: str = "val_loss"  # the epoch kept as model.pt and watched by early stopping: val_loss (the training objective), val_neg_elbo or fcd
     eval_reconstruct: int = 500  # held-out molecules decoded greedily per epoch
     seed: int = 0  # seeds batch order, noise and evaluation samples
-    init: str = ""  # start from this checkpoint's weights, vocabulary and prior ("pretrained" = the shipped model): fine-tuning
+    init: str = ""  # start from this checkpoint's weights, vocabulary and prior ("pretrained" / "pretrained-lead" = a shipped model)
     device: str = "auto"  # auto, cpu, cuda or cuda:N
     precision: str = "auto"  # auto (fp16 autocast on CUDA, fp32 on CPU), fp32, fp16 or bf16
     num_threads: int = 0  # CPU threads for torch (0 = torch's default)

@@ -65,7 +65,7 @@ def read_benchmark(path: str, n: int) -> list[tuple[str, float]]:
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", help="checkpoint (default: the shipped model)")
+    p.add_argument("--model", help="checkpoint (default: the shipped lead model)")
     p.add_argument("--data", default=DEFAULT_DATA, help=f"benchmark file (default {DEFAULT_DATA})")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--n", type=int, default=800, help="first N molecules (default all 800)")
@@ -91,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
     import pandas as pd
     import torch
 
-    from molvae.checkpoint import PRETRAINED, load_model
+    from molvae.checkpoint import PRETRAINED_LEAD, load_model
     from molvae.chem import PROPERTIES, canonical_smiles, tanimoto, to_mol
     from molvae.config import parse_pairs
     from molvae.objectives import parse_objectives
@@ -109,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
     pairs = read_benchmark(args.data, args.n)
     positions = list(range(shard, len(pairs), shards))  # this shard's molecules (0-based file positions)
     seeds = [pairs[i][0] for i in positions]
-    model_path = args.model or str(PRETRAINED)
+    model_path = args.model or str(PRETRAINED_LEAD)
     loaded = load_model(model_path, resolve_device(args.device))
     settings = {"budget": args.budget, "batch_size": args.batch_size, **parse_pairs(args.set, "--set")}
     base = optimize_config_from_dict(settings)

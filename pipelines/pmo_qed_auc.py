@@ -34,7 +34,7 @@ PMO_REFERENCE = 0.936  # SELFIES-VAE BO, AUC top-10 on QED, PMO Table (10,000 ca
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", help="checkpoint (default: the shipped model)")
+    p.add_argument("--model", help="checkpoint (default: the shipped lead model)")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--budget", type=int, default=10000, help="oracle calls per method (PMO: 10000)")
     p.add_argument("--methods", default="bo,random", help="comma-separated: bo, random, gradient (default bo,random)")
@@ -67,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     import pandas as pd
     import torch
 
-    from molvae.checkpoint import PRETRAINED, load_model
+    from molvae.checkpoint import PRETRAINED_LEAD, load_model
     from molvae.config import parse_pairs
     from molvae.objectives import parse_objectives
     from molvae.optimize import build_surrogate, candidates_table, optimize_config_from_dict, run_method, top_k_auc
@@ -78,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     objectives = parse_objectives("qed:max")
-    args.model = args.model or str(PRETRAINED)
+    args.model = args.model or str(PRETRAINED_LEAD)
     loaded = load_model(args.model, resolve_device(args.device))
     if args.spread is not None and (args.spread <= 0 or loaded.model.exemplars is None
                                     or not loaded.model.exemplars.fitted):

@@ -28,7 +28,7 @@ from pathlib import Path
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
-    parser.add_argument("--model", help="checkpoint with an exemplar prior (default: the shipped model)")
+    parser.add_argument("--model", help="checkpoint with an exemplar prior (default: the shipped sampling model)")
     parser.add_argument("--spreads", default="1,1.25,1.5,1.75,2,2.5", help="comma-separated spreads")
     parser.add_argument("-n", type=int, default=5000, help="samples per spread (default 5000)")
     parser.add_argument("--moses", help="MOSES data folder (molvae fetch-moses): novelty against its training set")

@@ -30,7 +30,7 @@ PROPERTIES = "qed,plogp_raw,logp,sa"
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
-    parser.add_argument("--model", help="checkpoint (default: the shipped model)")
+    parser.add_argument("--model", help="checkpoint (default: the shipped lead model)")
     parser.add_argument("--input", required=True, help="held-out molecules: CSV / SMILES file (gzip too)")
     parser.add_argument("-n", type=int, default=5000, help="first N molecules of --input (default 5000)")
     parser.add_argument("--properties", default=PROPERTIES, help=f"comma-separated (default {PROPERTIES})")
@@ -55,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
-    from molvae.checkpoint import PRETRAINED, load_model
+    from molvae.checkpoint import PRETRAINED_LEAD, load_model
     from molvae.data import read_smiles_table
     from molvae.objectives import parse_objectives
     from molvae.optimize import OptimizeConfig, build_surrogate, r2_and_mae
@@ -64,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    loaded = load_model(args.model or PRETRAINED, "cpu")
+    loaded = load_model(args.model or PRETRAINED_LEAD, "cpu")
     table, column = read_smiles_table(args.input, "")
     held_out = [s for s in table[column].head(args.n).tolist() if isinstance(s, str)]
     encoded = encode_smiles(loaded, held_out)
@@ -95,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{surrogate:<28} {name:<10} {r2:7.3f} {mae:8.3f}")
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(json.dumps({"model": str(args.model or PRETRAINED), "input": args.input,
+        Path(args.out).write_text(json.dumps({"model": str(args.model or PRETRAINED_LEAD), "input": args.input,
                                               "molecules": len(z), "results": {
                                                   s: {p: {"r2": r, "mae": m} for p, (r, m) in v.items()}
                                                   for s, v in results.items()}}, indent=2) + "\n")

@@ -8,6 +8,7 @@ import sys
 
 import pandas as pd
 import pytest
+import torch
 
 from molvae.cli import build_parser, main
 
@@ -168,10 +169,11 @@ def test_sharded_sampling_and_merge(trained_run, tmp_path, capsys):
 
 
 def test_pretrained_model_ships_loads_and_samples(tmp_path, capsys):
-    from molvae.checkpoint import PRETRAINED, load_model
+    from molvae.checkpoint import PRETRAINED, PRETRAINED_LEAD, load_model
     from molvae.sample import sample_prior
 
-    assert PRETRAINED.exists() and PRETRAINED.stat().st_size < 25 * 2**20
+    for shipped in (PRETRAINED, PRETRAINED_LEAD):
+        assert shipped.exists() and shipped.stat().st_size < 25 * 2**20
     loaded = load_model(PRETRAINED)
     smiles = sample_prior(loaded, 50, seed=0, progress=False).smiles
     assert sum(s is not None for s in smiles) >= 45
@@ -184,6 +186,24 @@ def test_pretrained_model_ships_loads_and_samples(tmp_path, capsys):
     table = pd.read_csv(novel)
     assert len(table) == 30 and table["novel"].all()
     assert "known_left_out" in capsys.readouterr().out
+
+
+def test_commands_that_read_molecules_default_to_the_lead_model(tmp_path, capsys):
+    from molvae.checkpoint import PRETRAINED, PRETRAINED_LEAD, load_model
+    from molvae.pipeline import _initial_model
+
+    out = tmp_path / "recon.csv"
+    assert main(["reconstruct", "--input", str(MOLECULES_CSV), "--beam", "1", "--out", str(out),
+                 "--device", "cpu"]) == 0
+    assert f"shipped lead model {PRETRAINED_LEAD}" in capsys.readouterr().err
+    assert pd.read_csv(out)["exact"].mean() > 0.5
+    assert main(["sample", "-n", "5", "--out", str(tmp_path / "s.csv"), "--device", "cpu"]) == 0
+    assert f"shipped sampling model {PRETRAINED}" in capsys.readouterr().err
+    # fine-tuning can start from either
+    lead = load_model(PRETRAINED_LEAD)
+    model, vocab, _, hashes = _initial_model(tiny_config(tmp_path, 'train.init="pretrained-lead"'))
+    assert vocab.tokens == lead.vocab.tokens and len(hashes) > 0
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), lead.model.state_dict().values()))
 
 
 def test_evaluate_with_the_moses_metric_set(tmp_path, capsys, monkeypatch):

@@ -503,6 +503,7 @@ def test_cli_default_model_works_when_its_training_file_is_absent(tmp_path, monk
                   "--no-track", *FAST_FLAGS])
     assert cmd_optimize(args) == 0
     assert ("surrogate fitted on the bundled moses_sample_25k.csv" in caplog.text) != carries_sample
+    assert "using the shipped lead model" in caplog.text  # the model that reads and optimizes molecules
     summary = pd.read_csv(out / "summary.csv")
     assert list(summary["method"]) == ["gradient"] and 0 < summary.loc[0, "oracle_calls"] <= 10
 

@@ -17,7 +17,7 @@ from molvae.tracking import NullTracker
 from molvae.train import TrainConfig, TrainingDiverged, fit
 from molvae.vocab import Vocabulary
 
-from .conftest import MOLECULES_CSV
+from .conftest import MOLECULES_CSV, tiny_config
 
 SMALL = ModelConfig(embedding_dim=32, encoder_hidden=64, decoder_hidden=128, decoder_layers=1, latent_dim=16,
                     dropout=0.0)
@@ -80,6 +80,23 @@ class StopAfterFirstEpoch(NullTracker):
 
     def log_metrics(self, metrics, step=None):
         self.stop.set()
+
+
+def test_a_run_stopped_by_hand_says_how_to_finish_it(tmp_path, caplog):
+    from molvae.pipeline import train_run
+
+    class StopAtFirstEpochEnd(NullTracker):
+        def log_metrics(self, metrics, step=None):
+            if "val_loss" in metrics:
+                stop.set()
+
+    stop = threading.Event()
+    caplog.set_level("WARNING", logger="molvae")
+    summary = train_run(MOLECULES_CSV, tiny_config(tmp_path, "train.epochs=3"), tmp_path / "run",
+                        tracker=StopAtFirstEpochEnd(), stop=stop)
+    assert summary.result.stop_reason == "interrupted" and (tmp_path / "run" / "model.pt").exists()
+    assert not load_model(tmp_path / "run" / "model.pt").model.exemplars.fitted  # a finished run fits them
+    assert "--resume" in caplog.text and "molvae fit-prior --model" in caplog.text
 
 
 def test_interrupt_then_resume_equals_uninterrupted(tmp_path):
