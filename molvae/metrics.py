@@ -30,6 +30,7 @@ __all__ = [
     "evaluate_samples",
     "generation_quality",
     "internal_diversity",
+    "mean_and_std",
     "novelty",
     "property_summary",
     "uniqueness",
@@ -124,6 +125,15 @@ def property_summary(smiles: Sequence[str | None], names: Sequence[str] = REPORT
         props = compute_properties(to_mol(s), names)
         for name in names:
             values[name].append(props[name])
+    return mean_and_std(values)
+
+
+def mean_and_std(values: dict[str, Sequence[float]]) -> dict[str, float]:
+    """``{name}_mean`` and ``{name}_std`` (population) of each list of values.
+
+    >>> mean_and_std({"sa": [2.0, 4.0]})
+    {'sa_mean': 3.0, 'sa_std': 1.0}
+    """
     summary = {}
     for name, xs in values.items():
         mean = sum(xs) / len(xs) if xs else 0.0
@@ -133,12 +143,15 @@ def property_summary(smiles: Sequence[str | None], names: Sequence[str] = REPORT
 
 
 def evaluate_samples(smiles: Sequence[str | None], training: Iterable[str] | None = None,
-                     diversity_sample: int = 2000) -> dict[str, float]:
+                     diversity_sample: int = 2000,
+                     properties: dict[str, Sequence[float]] | None = None) -> dict[str, float]:
     """The standard table for a set of generated molecules.
 
     ``validity``, ``unique@1k`` and ``unique@10k`` (where enough molecules exist), ``uniqueness``
     (all valid), ``novelty`` (if ``training`` is given), ``int_div`` and ``int_div2`` (on the first
-    ``diversity_sample`` valid molecules) and property means/standard deviations.
+    ``diversity_sample`` valid molecules) and property means/standard deviations: of ``properties``
+    (each property's values over all valid molecules, when the caller has computed them already),
+    else of the first ``diversity_sample`` valid molecules.
     """
     valid = canonical_valid(smiles)
     result = {"n": float(len(smiles)), "validity": validity(smiles), "uniqueness": uniqueness(smiles)}
@@ -150,7 +163,7 @@ def evaluate_samples(smiles: Sequence[str | None], training: Iterable[str] | Non
     head = valid[:diversity_sample]
     result["int_div"] = internal_diversity(head, p=1)
     result["int_div2"] = internal_diversity(head, p=2)
-    result.update(property_summary(head))
+    result.update(property_summary(head) if properties is None else mean_and_std(properties))
     return result
 
 

@@ -23,7 +23,7 @@ import torch
 
 from molvae.checkpoint import (PRETRAINED, PRETRAINED_LEAD, CheckpointError, load_model, model_from_payload,
                                read_checkpoint, save_checkpoint)
-from molvae.chem import PROPERTIES, property_table
+from molvae.chem import PROPERTIES, REPORT_PROPERTIES, property_table
 from molvae.config import RunConfig, to_toml
 from molvae.data import DataError, PreparedData, prepare, read_smiles_table, tokenize
 from molvae.distributed import DistributedContext, init_from_environment, wrap_model
@@ -324,7 +324,9 @@ def sample_and_report(loaded, config: RunConfig, out: Path, training_smiles: Con
     shown = table[table["valid"]].drop_duplicates("smiles").head(s.grid_size)
     legends = [f"QED {q:.2f}  SA {a:.1f}" for q, a in zip(shown["qed"], shown["sa"])]
     molecule_grid_png(shown["smiles"].tolist(), files["grid"], legends)
-    metrics = evaluate_samples(smiles, training_smiles)
+    valid = table[table["valid"]]  # property means of every sample, from the table's columns
+    metrics = evaluate_samples(smiles, training_smiles,
+                               properties={name: valid[name].tolist() for name in REPORT_PROPERTIES})
     metrics["canonical_rate"] = drawn.canonical_rate  # share of all decodes that were canonical strings
     if s.novel:
         metrics["known_left_out"] = drawn.excluded  # canonical decodes that were training molecules

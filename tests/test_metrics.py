@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import pandas as pd
 import pytest
 
 from molvae.metrics import evaluate_samples, internal_diversity, novelty, property_summary, uniqueness, validity
@@ -59,3 +60,19 @@ def test_property_summary_and_table():
     assert "unique@1k" not in table  # only reported when there are 1,000 valid molecules
     empty = evaluate_samples([], training=[])
     assert empty["validity"] == 0.0 and empty["novelty"] == 0.0 and empty["int_div"] == 0.0
+
+
+def test_property_means_cover_every_sample_when_the_caller_has_them(trained_run):
+    from molvae.chem import sa_score, to_mol
+
+    smiles = [ETHANOL, ASPIRIN, CAFFEINE]
+    sa = [sa_score(to_mol(s)) for s in smiles]
+    head_only = evaluate_samples(smiles, diversity_sample=1)
+    assert head_only["sa_mean"] == pytest.approx(sa[0])  # without them: the first diversity_sample molecules
+    every = evaluate_samples(smiles, diversity_sample=1, properties={"sa": sa})
+    assert every["sa_mean"] == pytest.approx(sum(sa) / 3) and every["int_div"] == head_only["int_div"]
+    # `molvae train` / `molvae sample` report the means of the CSV they write
+    table = pd.read_csv(trained_run.out_dir / "samples.csv")
+    valid = table[table["valid"]]
+    for name in ("qed", "sa", "mw"):
+        assert trained_run.sample_metrics[f"{name}_mean"] == pytest.approx(valid[name].mean())
