@@ -71,19 +71,24 @@ def _tracker(config, run_name: str | None = None):
     return MlflowTracker(config.tracking, run_name) if config.tracking.enabled and is_main else NullTracker()
 
 
+def shipped_model(kind: str) -> str:
+    """The path of the model shipped for ``kind`` ("sampling" or "lead"): what a command given no
+    --model uses."""
+    from molvae.checkpoint import PRETRAINED, PRETRAINED_LEAD
+
+    shipped = PRETRAINED_LEAD if kind == "lead" else PRETRAINED
+    if not shipped.exists():
+        raise UserError("no --model given and no pretrained model is installed")
+    log.info("no --model given: using the shipped %s model %s (see MODEL_CARD.md beside it)", kind, shipped)
+    return str(shipped)
+
+
 def _load(args: argparse.Namespace, device: str):
     """``--model``, or the shipped model the command defaults to (``model_args``)."""
-    from molvae.checkpoint import PRETRAINED, PRETRAINED_LEAD, load_model
+    from molvae.checkpoint import load_model
     from molvae.train import resolve_device
 
-    model_path = args.model
-    if model_path is None:
-        shipped = PRETRAINED_LEAD if args.shipped == "lead" else PRETRAINED
-        if not shipped.exists():
-            raise UserError("no --model given and no pretrained model is installed")
-        log.info("no --model given: using the shipped %s model %s (see MODEL_CARD.md beside it)", args.shipped, shipped)
-        model_path = str(shipped)
-    return load_model(model_path, resolve_device(device))
+    return load_model(args.model or shipped_model(args.shipped), resolve_device(device))
 
 
 def _read_smiles(path: str, column: str = "") -> list[str]:

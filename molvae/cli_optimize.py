@@ -204,10 +204,9 @@ def cmd_optimize(args: argparse.Namespace) -> int:
     if "gradient" in recipe.methods and recipe.config.surrogate == "none":
         raise ValueError("method 'gradient' needs a surrogate; drop it or choose --surrogate auto/head/ensemble")
     if args.model is None:
-        from molvae.checkpoint import PRETRAINED_LEAD
+        from molvae.cli import shipped_model
 
-        args.model = str(PRETRAINED_LEAD)
-        log.info("no --model given: using the shipped lead model %s (see MODEL_CARD.md beside it)", PRETRAINED_LEAD)
+        args.model = shipped_model("lead")  # the model that reads molecules and predicts their properties
     loaded = load_model(args.model, resolve_device(args.device))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
