@@ -33,6 +33,7 @@ __all__ = [
     "encode_smiles",
     "generate_tokens",
     "interpolate",
+    "rewrite_tokens",
     "sample_around",
     "sample_prior",
     "selfies_to_smiles",
@@ -44,11 +45,15 @@ _PARALLEL_DECODE_MIN = 20000
 
 
 @torch.no_grad()
-def generate_tokens(loaded: LoadedModel, z: torch.Tensor, temperature: float = 1.0, top_k: int = 0,
-                    generator: torch.Generator | None = None) -> torch.Tensor:
+def generate_tokens(loaded: LoadedModel, z: torch.Tensor, temperature: float | torch.Tensor = 1.0, top_k: int = 0,
+                    generator: torch.Generator | None = None, prefix: torch.Tensor | None = None,
+                    prefix_lengths: torch.Tensor | None = None, avoid: torch.Tensor | None = None) -> torch.Tensor:
     """Autoregressive decoding of latent points z (B, Z) into token ids (B, T), PAD after EOS.
 
-    ``temperature == 0`` decodes greedily; ``top_k > 0`` samples among the k likeliest tokens.
+    ``temperature == 0`` decodes greedily, a tensor (B,) sets it per row; ``top_k > 0`` samples
+    among the k likeliest tokens. ``prefix`` (B, P) with ``prefix_lengths`` (B,) writes each row's
+    first tokens as given (no BOS) and decodes the rest; ``avoid`` (B,) is a token each row may not
+    write right after its prefix (-1: none), so a rewrite of a known string starts with a change.
     """
     model = loaded.model
     batch = z.size(0)
@@ -56,25 +61,71 @@ def generate_tokens(loaded: LoadedModel, z: torch.Tensor, temperature: float = 1
     token = torch.full((batch,), BOS_ID, dtype=torch.long, device=z.device)  # (B,)
     finished = torch.zeros(batch, dtype=torch.bool, device=z.device)  # (B,)
     banned = torch.tensor([PAD_ID, BOS_ID, UNK_ID], device=z.device)
+    rows = torch.arange(batch, device=z.device)
+    per_row = isinstance(temperature, torch.Tensor)
+    if per_row:
+        greedy_rows = temperature.to(z.device) == 0  # (B,)
+        temperature = temperature.to(z.device, torch.float32).clamp(min=1e-6).unsqueeze(1)  # (B, 1)
     steps = []
-    for _ in range(loaded.max_length - 1):
+    for t in range(loaded.max_length - 1):
         logits, hidden = model.step(z, token, hidden)  # (B, V), (L, B, H)
         logits = logits.float()
         logits[:, banned] = -math.inf
-        if temperature == 0:
+        if avoid is not None:
+            at_cut = (prefix_lengths == t) & (avoid >= 0)  # (B,)
+            logits[rows[at_cut], avoid[at_cut]] = -math.inf
+        if not per_row and temperature == 0:
             token = logits.argmax(dim=-1)  # (B,)
         else:
-            logits = logits / temperature
+            scaled = logits / temperature
             if 0 < top_k < logits.size(-1):
-                kth = logits.topk(top_k, dim=-1).values[:, -1:]  # (B, 1)
-                logits = logits.masked_fill(logits < kth, -math.inf)
-            token = torch.multinomial(logits.softmax(dim=-1), 1, generator=generator).squeeze(1)  # (B,)
+                kth = scaled.topk(top_k, dim=-1).values[:, -1:]  # (B, 1)
+                scaled = scaled.masked_fill(scaled < kth, -math.inf)
+            token = torch.multinomial(scaled.softmax(dim=-1), 1, generator=generator).squeeze(1)  # (B,)
+            if per_row:
+                token = torch.where(greedy_rows, logits.argmax(dim=-1), token)
+        if prefix is not None and t < prefix.size(1):
+            token = torch.where(prefix_lengths > t, prefix[:, t], token)
         token = token.masked_fill(finished, PAD_ID)
         steps.append(token)
         finished |= token == EOS_ID
         if bool(finished.all()):
             break
     return torch.stack(steps, dim=1)  # (B, T)
+
+
+@torch.no_grad()
+def rewrite_tokens(loaded: LoadedModel, z: torch.Tensor, templates: Sequence[Sequence[int] | None],
+                   temperature: float | torch.Tensor = 1.0, generator: torch.Generator | None = None,
+                   span: float = 1.0) -> torch.Tensor:
+    """Local rewrites of known token strings: for each latent point z (B, Z) and template (the
+    symbol ids of a molecule's SELFIES, no BOS/EOS), keep the template up to a cut drawn uniformly
+    from the last ``span`` share of its positions (1.0: all of them), write a different symbol
+    there and decode the rest from z (sampled at ``temperature``, a float or one per row; 0 =
+    greedy). A ``None`` template is a plain decode of its point. Token ids (B, T) as
+    :func:`generate_tokens` returns them.
+    """
+    batch = z.size(0)
+    if len(templates) != batch:
+        raise ValueError(f"{len(templates)} templates for {batch} latent points")
+    if not 0.0 < span <= 1.0:
+        raise ValueError(f"span must be in (0, 1], got {span!r}")
+    width = max((len(t) for t in templates if t is not None), default=0) + 1
+    prefix = torch.full((batch, width), PAD_ID, dtype=torch.long)  # (B, P)
+    cuts = torch.zeros(batch, dtype=torch.long)  # (B,)
+    avoid = torch.full((batch,), -1, dtype=torch.long)  # (B,)
+    draws = torch.rand(batch, generator=generator, device=generator.device if generator is not None else "cpu")
+    for i, template in enumerate(templates):
+        if template is None:
+            continue
+        positions = len(template) + 1  # cut before each symbol, or after the last (append)
+        first = int((1.0 - span) * positions)
+        cut = min(first + int(float(draws[i]) * (positions - first)), len(template))
+        cuts[i] = cut
+        prefix[i, :cut] = torch.tensor(template[:cut], dtype=torch.long)
+        avoid[i] = template[cut] if cut < len(template) else EOS_ID
+    device = z.device
+    return generate_tokens(loaded, z, temperature, 0, generator, prefix.to(device), cuts.to(device), avoid.to(device))
 
 
 def selfies_to_smiles(selfies: Sequence[str], workers: int = 0, check: bool = False) -> list:

@@ -12,7 +12,6 @@ import pandas as pd
 import pytest
 import torch
 
-import molvae.optimize as optimize_module
 from molvae.checkpoint import load_model
 from molvae.chem import PROPERTIES, tanimoto, to_mol
 from molvae.cli_optimize import cmd_optimize, register
@@ -80,15 +79,15 @@ def qed_ensemble(loaded, training_smiles):
 
 
 class ScriptedDecoder:
-    """Stands in for decode_latents_checked: point i decodes to script[int(z[i, 0])] (None = invalid),
-    a canonical string unless the entry is a ``(smiles, False)`` pair."""
+    """Stands in for Oracle._decode (set on the class): point i decodes once, to script[int(z[i, 0])]
+    (None = invalid), a canonical string unless the entry is a ``(smiles, False)`` pair."""
 
     def __init__(self, script: list[str | None | tuple[str, bool]]):
         self.script = script
 
-    def __call__(self, loaded, z, temperature=0.0, **kwargs):
+    def __call__(self, z, templates=None):
         entries = [self.script[int(round(float(v)))] for v in z[:, 0]]
-        return [entry if isinstance(entry, tuple) else (entry, entry is not None) for entry in entries]
+        return [[entry if isinstance(entry, tuple) else (entry, entry is not None)] for entry in entries]
 
 
 def points(indices: list[int], latent_dim: int) -> torch.Tensor:
@@ -153,7 +152,7 @@ def test_ensemble_learns_a_simple_function_and_reports_uncertainty():
 # --- the oracle -------------------------------------------------------------------------------
 
 def test_oracle_counts_calls_duplicates_invalid_and_keeps_a_cache(loaded, monkeypatch):
-    monkeypatch.setattr(optimize_module, "decode_latents_checked", ScriptedDecoder([ETHANOL, None, BENZENE, PHENOL]))
+    monkeypatch.setattr(Oracle, "_decode", ScriptedDecoder([ETHANOL, None, BENZENE, PHENOL]))
     oracle = Oracle(loaded, parse_objectives("qed:max"), budget=10, method="test")
     z = points([0, 0, 1, 2], loaded.model.config.latent_dim)
     outcomes = oracle.evaluate(z, step=1)
@@ -170,7 +169,7 @@ def test_oracle_counts_calls_duplicates_invalid_and_keeps_a_cache(loaded, monkey
 
 def test_oracle_can_leave_non_canonical_decodes_unscored(loaded, monkeypatch):
     script = [ETHANOL, (BENZENE, False), PHENOL]
-    monkeypatch.setattr(optimize_module, "decode_latents_checked", ScriptedDecoder(script))
+    monkeypatch.setattr(Oracle, "_decode", ScriptedDecoder(script))
     z = points([0, 1, 2], loaded.model.config.latent_dim)
     strict = Oracle(loaded, parse_objectives("qed:max"), budget=10, canonical_decodes=True)
     assert [o.status for o in strict.evaluate(z, step=1)] == ["new", "non_canonical", "new"]
@@ -180,7 +179,7 @@ def test_oracle_can_leave_non_canonical_decodes_unscored(loaded, monkeypatch):
 
 
 def test_oracle_never_exceeds_its_budget(loaded, monkeypatch):
-    monkeypatch.setattr(optimize_module, "decode_latents_checked", ScriptedDecoder([ETHANOL, BENZENE, PHENOL, TOLUENE]))
+    monkeypatch.setattr(Oracle, "_decode", ScriptedDecoder([ETHANOL, BENZENE, PHENOL, TOLUENE]))
     oracle = Oracle(loaded, parse_objectives("qed:max"), budget=2)
     outcomes = oracle.evaluate(points([0, 1, 2, 3, 0], loaded.model.config.latent_dim), step=1)
     assert [o.status for o in outcomes] == ["new", "new", "unscored", "unscored", "duplicate"]
@@ -190,7 +189,7 @@ def test_oracle_never_exceeds_its_budget(loaded, monkeypatch):
 
 def test_oracle_similarity_floor_scores_nothing_below_it(loaded, monkeypatch):
     # Tanimoto to phenol: ethanol 0.06, toluene 0.375, catechol 0.5
-    monkeypatch.setattr(optimize_module, "decode_latents_checked", ScriptedDecoder([ETHANOL, TOLUENE, CATECHOL, PHENOL]))
+    monkeypatch.setattr(Oracle, "_decode", ScriptedDecoder([ETHANOL, TOLUENE, CATECHOL, PHENOL]))
     oracle = Oracle(loaded, parse_objectives("logp:max"), budget=10, reference=PHENOL, min_similarity=0.4,
                     known={PHENOL: 1.39})
     outcomes = oracle.evaluate(points([0, 1, 2, 3], loaded.model.config.latent_dim), step=1)
@@ -203,7 +202,7 @@ def test_oracle_similarity_floor_scores_nothing_below_it(loaded, monkeypatch):
 
 
 def test_oracle_filters_cost_a_call_but_give_no_score(loaded, monkeypatch):
-    monkeypatch.setattr(optimize_module, "decode_latents_checked", ScriptedDecoder(["C1CC1C", ETHANOL]))
+    monkeypatch.setattr(Oracle, "_decode", ScriptedDecoder(["C1CC1C", ETHANOL]))
     oracle = Oracle(loaded, parse_objectives("qed:max"), budget=5, filters=Filters(min_ring_size=5))
     outcomes = oracle.evaluate(points([0, 1], loaded.model.config.latent_dim), step=1)
     assert [o.status for o in outcomes] == ["filtered", "new"]
@@ -301,8 +300,9 @@ def test_neighbourhood_without_a_seed_explores_around_its_best_molecules(loaded,
     rounds = []
     evaluate = Oracle.evaluate
 
-    def spy(self, z, step, proposer_score=None):
-        outcomes = evaluate(self, z, step, proposer_score)
+    def spy(self, z, step, proposer_score=None, templates=None):
+        assert templates is None  # rewrites are for searches around a seed
+        outcomes = evaluate(self, z, step, proposer_score, templates)
         rounds.append((z.clone(), outcomes))
         return outcomes
 
@@ -453,21 +453,49 @@ def test_cli_random_starts_writes_outputs_and_mlflow_runs(trained_run, tmp_path,
     assert parents[0].data.metrics["random_oracle_calls"] <= 10 and "gradient_top1_mean" in parents[0].data.metrics
 
 
-@pytest.mark.parametrize("beam", [1, 4])
-def test_neighbourhood_search_adapts_its_radius_and_records_an_empty_neighbourhood(loaded, beam):
+@pytest.mark.parametrize("beam, rewrites", [(1, True), (4, True), (1, False)])
+def test_neighbourhood_search_adapts_its_radius_and_records_an_empty_neighbourhood(loaded, beam, rewrites):
     """Budget never exceeded, nothing below the floor, and a floor nothing can clear ends as a recorded
-    failure (no candidate, no improvement) instead of an error or a loop; with greedy or beam decodes."""
+    failure (no candidate, no improvement) instead of an error or a loop; with greedy or beam decodes,
+    with rewrites of the parents or sampled decodes."""
     objectives = parse_objectives("qed:max")
     config = optimize_config_from_dict({"min_similarity": 0.3, "lead_radius": 2.0, "budget": 12, "batch_size": 6,
-                                        "max_stale_rounds": 4, "decode_beam": beam}, FAST)
+                                        "max_stale_rounds": 4, "decode_beam": beam, "rewrites": rewrites}, FAST)
     (result,) = optimize_leads(loaded, [CAFFEINE], objectives, "neighbourhood", config)
     assert result.stats.calls <= 12 and all(c.similarity >= 0.3 for c in result.candidates)
     assert result.stats.decodes >= 2 * result.stats.calls  # greedy (or beam) and sampled decodes of each point
     impossible = optimize_config_from_dict({"min_similarity": 1.0, "budget": 12, "batch_size": 6,
-                                            "max_stale_rounds": 3, "decode_beam": beam}, FAST)
+                                            "max_stale_rounds": 3, "decode_beam": beam, "rewrites": rewrites}, FAST)
     (stuck,) = optimize_leads(loaded, [CAFFEINE], objectives, "neighbourhood", impossible)
     assert stuck.status == "ok" and not stuck.success and stuck.best is None and stuck.improvement == 0.0
     assert stuck.stats.calls == 0 and stuck.stats.below_floor + stuck.stats.duplicates + stuck.stats.invalid > 0
+
+
+def test_neighbourhood_around_a_seed_rewrites_the_seed_and_its_best_molecules(loaded, monkeypatch):
+    """Around a seed the sampled decodes are rewrites: the first round's templates are the seed's
+    SELFIES, later ones the seed's or a molecule the search scored (parents at their own encoding)."""
+    from molvae.chem import encode_selfies
+
+    rounds = []
+    evaluate = Oracle.evaluate
+
+    def spy(self, z, step, proposer_score=None, templates=None):
+        rounds.append([tuple(t) for t in templates])
+        return evaluate(self, z, step, proposer_score, templates)
+
+    monkeypatch.setattr(Oracle, "evaluate", spy)
+    config = optimize_config_from_dict({"min_similarity": 0.2, "budget": 40, "batch_size": 3,
+                                        "max_stale_rounds": 4}, FAST)
+    (result,) = optimize_leads(loaded, [CAFFEINE], parse_objectives("qed:max"), "neighbourhood", config)
+
+    def template(smiles):
+        return tuple(loaded.vocab.encode(encode_selfies(smiles))[1:-1])
+
+    assert set(rounds[0]) == {template(result.smiles)}
+    allowed = {template(result.smiles)} | {template(c.smiles) for c in result.candidates}
+    assert all(set(r) <= allowed for r in rounds) and len(rounds) > 1
+    assert result.stats.calls <= 40 and all(c.similarity >= 0.2 for c in result.candidates)
+    assert result.stats.decodes == 4 * 3 * len(rounds)  # the greedy decode and three rewrites of each point
 
 
 def test_cli_lead_optimization_without_tracking(trained_run, tmp_path):

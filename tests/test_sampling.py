@@ -9,6 +9,7 @@ import molvae.sample as sample_module
 from molvae.checkpoint import load_model
 from molvae.chem import canonical_smiles, decode_selfies_checked, encode_selfies
 from molvae.sample import draw_samples, sample_prior
+from molvae.vocab import EOS_ID
 
 # as training strings are made: the SELFIES of a canonical SMILES
 CANONICAL = [encode_selfies(canonical_smiles(s)) for s in ("CCO", "c1ccccc1O", "CC(=O)O")]
@@ -121,3 +122,43 @@ def test_beam_decoding_rewrites_molecules_at_least_as_well_as_greedy():
     beam = decode_beam(loaded, encoded.mu, width=5)
     exact = [sum(d == s for d, s in zip(decoded, encoded.smiles)) for decoded in (greedy, beam)]
     assert exact[1] >= exact[0] > len(encoded.smiles) // 2
+
+
+def test_rewrites_keep_the_template_up_to_a_late_cut_change_it_there_and_stay_close():
+    """A rewrite writes its template up to a cut within the last ``span`` of it, a different symbol at
+    the cut, and the rest from z: at a molecule's own encoding it gives far more new molecules at
+    Tanimoto >= 0.4 to it than sampled decodes of the same point (which mostly write it back)."""
+    import pandas as pd
+    import pytest
+
+    from molvae.chem import tanimoto, to_mol
+    from molvae.sample import decode_latents, encode_smiles, rewrite_tokens, selfies_to_smiles
+
+    from .conftest import MOLECULES_CSV
+
+    loaded = _shipped("lead.pt")
+    encoded = encode_smiles(loaded, pd.read_csv(MOLECULES_CSV)["SMILES"].tolist()[:32])
+    templates = [loaded.vocab.encode(s)[1:-1] for s in encoded.selfies]
+    generator = torch.Generator().manual_seed(0)
+    span = 0.3
+    tokens = rewrite_tokens(loaded, encoded.mu, templates, temperature=0.7, generator=generator, span=span)
+    for row, template in zip(tokens.tolist(), templates):
+        written = row[: row.index(EOS_ID) if EOS_ID in row else len(row)]
+        first_change = next(i for i in range(len(template) + 1)
+                            if i >= len(written) or i >= len(template) or written[i] != template[i])
+        assert first_change >= int((1 - span) * (len(template) + 1))  # the cut is late; before it, the template
+        assert written != template  # something changed at the cut
+    rewritten = selfies_to_smiles([loaded.vocab.decode(row) for row in tokens.tolist()])
+    sampled = decode_latents(loaded, encoded.mu, temperature=0.7, generator=torch.Generator().manual_seed(0))
+
+    def new_and_close(decoded):
+        return sum(s is not None and s != ref and tanimoto(to_mol(s), to_mol(ref)) >= 0.4
+                   for s, ref in zip(decoded, encoded.smiles))
+
+    assert new_and_close(rewritten) > 2 * new_and_close(sampled)
+    plain = rewrite_tokens(loaded, encoded.mu[:4], [None] * 4, temperature=0.0)  # no template: a greedy decode
+    assert selfies_to_smiles([loaded.vocab.decode(row) for row in plain.tolist()]) == decode_latents(loaded, encoded.mu[:4])
+    with pytest.raises(ValueError, match="span"):
+        rewrite_tokens(loaded, encoded.mu, templates, span=0.0)
+    with pytest.raises(ValueError, match="templates"):
+        rewrite_tokens(loaded, encoded.mu, templates[:3])
