@@ -148,6 +148,8 @@ class OptimizeConfig:
     lead_radius: float = 1.0  # random baseline and restarts: latent noise up to this radius around the seed
     prior_spread: float = 1.9  # exemplar spread of draws from the prior (random starts and baseline); 0 = the model's
     distance_weight: float = 0.0  # lead gradient ascent: extra penalty weight * |z - z_seed|^2 / 2
+    screen_top: int = 8  # around a seed, with a surrogate: each round scores only this many new molecules, those
+    # it predicts best from their own encodings (the others cost no call and may come back); 0 = all
     neighbourhood_elites: int = 0  # neighbourhood search explores around this many best molecules (1 = hill
     # climbing); 0 = 16 from random starts, 1 around a seed (16 there was within noise of 1: docs/benchmarks.md)
     rewrites: bool = True  # neighbourhood search around a seed: the sampled decodes rewrite the parent
@@ -180,6 +182,8 @@ class OptimizeConfig:
         if isinstance(self.neighbourhood_elites, bool) or not isinstance(self.neighbourhood_elites, int) \
                 or self.neighbourhood_elites < 0:
             raise ValueError(f"optimize.neighbourhood_elites must be an integer >= 0, got {self.neighbourhood_elites!r}")
+        if isinstance(self.screen_top, bool) or not isinstance(self.screen_top, int) or self.screen_top < 0:
+            raise ValueError(f"optimize.screen_top must be an integer >= 0, got {self.screen_top!r}")
         if self.bo_acquisition not in ("qlogei", "qei", "qucb", "ts"):
             raise ValueError(f"optimize.bo_acquisition must be qlogei, qei, qucb or ts, got {self.bo_acquisition!r}")
 
@@ -472,7 +476,7 @@ class PointOutcome:
 
     smiles: str | None  # canonical SMILES of its best decode; None when every decode was invalid
     score: float | None  # that molecule's true score (from the cache for duplicates); None: no score
-    status: str  # new | duplicate | filtered | invalid | below_floor | unscored (budget spent)
+    status: str  # new | duplicate | filtered | invalid | below_floor | unscored (budget spent) | screened
     statuses: tuple[str, ...] = ()  # the status of each of the point's decodes, in decoding order
 
 
@@ -487,6 +491,7 @@ class OracleStats:
     duplicates: int = 0  # decodes of a molecule already scored (no call)
     below_floor: int = 0  # valid decodes under the similarity floor (never scored, never returned)
     unscored: int = 0  # new molecules left unscored because the budget was spent
+    screened: int = 0  # with screen_top: new molecules at or above the floor the surrogate ranked out of a round
     filtered: int = 0  # scored molecules that failed a hard filter (they did cost a call)
 
     def as_dict(self) -> dict[str, int]:
@@ -507,7 +512,7 @@ class Oracle:
                  min_similarity: float = 0.0, decodes_per_point: int = 1, decode_temperature: float = 0.7,
                  decode_beam: int = 1, canonical_decodes: bool = False,
                  surrogate: Surrogate | None = None, known: Mapping[str, float | None] | None = None,
-                 seed: int = 0):
+                 seed: int = 0, screen_top: int = 0):
         if isinstance(budget, bool) or not isinstance(budget, int) or budget < 0:
             raise ValueError(f"budget must be an integer >= 0, got {budget!r}")
         if not 0.0 <= min_similarity <= 1.0:
@@ -526,6 +531,7 @@ class Oracle:
         self.decode_beam = decode_beam
         self.canonical_decodes = canonical_decodes
         self.surrogate = surrogate
+        self.screen_top = screen_top
         self.stats = OracleStats()
         self.candidates: list[Candidate] = []  # in call order
         self.stale_rounds = 0  # evaluate() calls in a row that scored no new molecule
@@ -638,27 +644,50 @@ class Oracle:
         decoded = self._decode(z, templates)
         notes = self._annotate(z)
         proposed = proposer_score.detach().cpu().tolist() if proposer_score is not None else [None] * len(decoded)
-        statuses: list[list[tuple[str | None, str]]] = []
+        rows: list[list[list[Any]]] = []  # per point, [SMILES, status] per decode
+        pending: dict[str, int] = {}  # new molecules at or above the floor -> the first point that decoded them
         for i, per_point in enumerate(decoded):
             row = []
             for smiles, canonical in per_point:
                 self.stats.decodes += 1
                 if self.canonical_decodes and smiles is not None and not canonical:
                     self.stats.non_canonical += 1
-                    row.append((smiles, "non_canonical"))
+                    row.append([smiles, "non_canonical"])
                     continue
-                row.append((smiles, self._judge(smiles, step, notes[i], proposed[i])))
-            statuses.append(row)
+                status = self._check(smiles)
+                if status is None:
+                    status = "again" if smiles in pending else "pending"
+                    pending.setdefault(smiles, i)
+                row.append([smiles, status])
+            rows.append(row)
+        results = {}
+        for smiles in self._screen(list(pending)):  # likeliest best first, so a budget running out keeps the best
+            i = pending[smiles]
+            results[smiles] = self._score(smiles, step, notes[i], proposed[i])
+        for smiles in pending.keys() - results.keys():
+            self.stats.screened += 1
+            results[smiles] = "screened"
+        for row in rows:
+            for entry in row:
+                if entry[1] == "pending":
+                    entry[1] = results[entry[0]]
+                elif entry[1] == "again":  # decoded twice this round: a duplicate once it was scored
+                    entry[1] = "duplicate" if results[entry[0]] in ("new", "filtered") else results[entry[0]]
+                    self.stats.duplicates += entry[1] == "duplicate"
+                    self.stats.unscored += entry[1] == "unscored"
+                    self.stats.screened += entry[1] == "screened"
         self.stale_rounds = 0 if self.stats.calls > calls_before else self.stale_rounds + 1
         if self.on_calls is not None and self.stats.calls > calls_before:
             self.on_calls(self.stats.calls - calls_before)
-        return [self._outcome(row) for row in statuses]
+        return [self._outcome([tuple(entry) for entry in row]) for row in rows]
 
     def should_stop(self, max_stale_rounds: int) -> bool:
         """The budget is spent, or ``max_stale_rounds`` rounds in a row scored nothing new."""
         return self.exhausted or self.stale_rounds >= max_stale_rounds
 
-    def _judge(self, smiles: str | None, step: int, note: dict[str, Any], proposed: float | None) -> str:
+    def _check(self, smiles: str | None) -> str | None:
+        """``invalid``, ``duplicate`` (already scored) or ``below_floor``; None for a new molecule at or
+        above the floor."""
         if smiles is None:
             self.stats.invalid += 1
             return "invalid"
@@ -669,6 +698,25 @@ class Oracle:
         if similarity is not None and similarity < self.min_similarity:
             self.stats.below_floor += 1
             return "below_floor"
+        return None
+
+    def _screen(self, smiles: list[str]) -> list[str]:
+        """The new molecules of a round to score, in order: with ``screen_top`` and a surrogate, the
+        ``screen_top`` it predicts best from their own encodings (unencodable ones last); else all."""
+        if not self.screen_top or self.surrogate is None or len(smiles) <= self.screen_top:
+            return smiles
+        encoded = encode_smiles(self.loaded, smiles)
+        predicted = torch.full((len(smiles),), -math.inf)
+        if encoded.index:
+            with torch.no_grad():
+                members = self.surrogate.members(encoded.mu.to(self.device))  # (K, N, P)
+            predicted[encoded.index] = surrogate_score(self.objectives, members).mean(dim=0).float().cpu()
+        order = predicted.argsort(descending=True, stable=True)[: self.screen_top]
+        return [smiles[i] for i in order.tolist()]
+
+    def _score(self, smiles: str, step: int, note: dict[str, Any], proposed: float | None) -> str:
+        """Score a new molecule at or above the floor (one call): ``new``, ``filtered``, or
+        ``unscored`` when the budget is spent."""
         if self.exhausted:
             self.stats.unscored += 1
             return "unscored"
@@ -679,14 +727,14 @@ class Oracle:
             self.stats.filtered += 1
         self.candidates.append(Candidate(
             smiles=smiles, score=scored.score, values=dict(scored.values), failures=scored.failures,
-            similarity=similarity, method=self.method, step=step, call=self.stats.calls,
+            similarity=self.similarity(smiles), method=self.method, step=step, call=self.stats.calls,
             proposer_score=proposed, **note))
         return "new" if scored.score is not None else "filtered"
 
     def _outcome(self, row: list[tuple[str | None, str]]) -> PointOutcome:
         """The point's best decode: the highest true score, else the most informative status."""
-        rank = {"new": 0, "duplicate": 1, "filtered": 2, "below_floor": 3, "unscored": 4, "non_canonical": 5,
-                "invalid": 6}
+        rank = {"new": 0, "duplicate": 1, "filtered": 2, "below_floor": 3, "unscored": 4, "screened": 5,
+                "non_canonical": 6, "invalid": 7}
         statuses = tuple(status for _, status in row)
         outcomes = [PointOutcome(smiles, self._cache.get(smiles) if status in ("new", "duplicate") else None, status,
                                  statuses) for smiles, status in row]
@@ -987,7 +1035,7 @@ _ELITES_FROM_RANDOM_STARTS = 16  # neighbourhood_elites = 0 (auto) without a see
 _REWRITE_SPAN = 0.5  # rewrites first cut within the template's last half; adapted like the radius
 _REWRITES_PER_POINT = 3  # beside the greedy decode (3 against 1: 1.95 at 100 % / 1.94 at 95 % for delta 0.4, in
 # 68 % of the time, first 40 molecules of the constrained benchmark; docs/benchmarks.md)
-_ABOVE_FLOOR = ("new", "duplicate", "filtered", "unscored")  # decode statuses of molecules at or above the floor
+_ABOVE_FLOOR = ("new", "duplicate", "filtered", "unscored", "screened")  # decode statuses of molecules at or above the floor
 
 
 def run_neighbourhood(oracle: Oracle, surrogate: Surrogate | None, objectives: Sequence[Objective],
@@ -1258,7 +1306,7 @@ def _new_oracle(loaded: LoadedModel, objectives: Sequence[Objective], method: st
                   min_similarity=min_similarity, decodes_per_point=config.decodes_per_point,
                   decode_temperature=config.decode_temperature, decode_beam=config.decode_beam,
                   canonical_decodes=config.canonical_decodes, surrogate=surrogate,
-                  known=known, seed=config.seed)
+                  known=known, seed=config.seed, screen_top=config.screen_top if reference is not None else 0)
 
 
 def _method_result(oracle: Oracle, seconds: float) -> MethodResult:

@@ -115,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
     base = optimize_config_from_dict(settings)
 
     surrogate, info = None, {"kind": "none"}
-    if args.method == "gradient":
+    if args.method == "gradient" or base.screen_top:  # gradient ascent follows it; screening ranks by it
         training = None
         if base.surrogate != "head" and not set(o.label for o in objectives) <= set(loaded.model.config.property_names):
             from molvae.trainset import surrogate_molecules

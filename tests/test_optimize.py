@@ -201,6 +201,32 @@ def test_oracle_similarity_floor_scores_nothing_below_it(loaded, monkeypatch):
         Oracle(loaded, parse_objectives("logp:max"), budget=1, min_similarity=0.5)
 
 
+def test_oracle_screening_scores_what_the_surrogate_ranks_best_and_keeps_the_rest_for_later(loaded, monkeypatch):
+    from molvae.sample import encode_smiles
+
+    molecules = [ETHANOL, BENZENE, PHENOL, TOLUENE]
+    monkeypatch.setattr(Oracle, "_decode", ScriptedDecoder(molecules))
+
+    class FirstCoordinate:  # predicts QED as the first latent coordinate: a monotone ranking to check against
+        labels = ("qed",)
+
+        def members(self, z):
+            return z[:, :1].unsqueeze(0)  # (1, N, 1)
+
+    oracle = Oracle(loaded, parse_objectives("qed:max"), budget=10, surrogate=FirstCoordinate(), screen_top=2)
+    z = points([0, 1, 2, 3, 1], loaded.model.config.latent_dim)
+    outcomes = oracle.evaluate(z, step=1)
+    first = encode_smiles(loaded, molecules).mu[:, 0]  # what the screen ranks by
+    best_two = {molecules[i] for i in first.argsort(descending=True)[:2].tolist()}
+    assert {c.smiles for c in oracle.candidates} == best_two and oracle.stats.calls == 2
+    assert {o.smiles for o in outcomes if o.status == "screened"} == set(molecules) - best_two
+    assert oracle.stats.screened == 2 + (BENZENE not in best_two)  # benzene twice: screened twice, or a duplicate
+    oracle.evaluate(z, step=2)  # the screened two come back: now they are the best two new ones
+    assert {c.smiles for c in oracle.candidates} == set(molecules) and oracle.stats.calls == 4
+    with pytest.raises(ValueError, match="screen_top"):
+        OptimizeConfig(screen_top=-1)
+
+
 def test_oracle_filters_cost_a_call_but_give_no_score(loaded, monkeypatch):
     monkeypatch.setattr(Oracle, "_decode", ScriptedDecoder(["C1CC1C", ETHANOL]))
     oracle = Oracle(loaded, parse_objectives("qed:max"), budget=5, filters=Filters(min_ring_size=5))
