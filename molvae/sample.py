@@ -64,8 +64,9 @@ def generate_tokens(loaded: LoadedModel, z: torch.Tensor, temperature: float | t
     rows = torch.arange(batch, device=z.device)
     per_row = isinstance(temperature, torch.Tensor)
     if per_row:
-        greedy_rows = temperature.to(z.device) == 0  # (B,)
-        temperature = temperature.to(z.device, torch.float32).clamp(min=1e-6).unsqueeze(1)  # (B, 1)
+        temperature = temperature.to(z.device, torch.float32)
+        greedy_rows = temperature == 0  # (B,) argmax there; the 1.0 below only keeps the division finite
+        temperature = torch.where(greedy_rows, 1.0, temperature).unsqueeze(1)  # (B, 1)
     steps = []
     for t in range(loaded.max_length - 1):
         logits, hidden = model.step(z, token, hidden)  # (B, V), (L, B, H)
