@@ -56,7 +56,6 @@ from molvae.chem import (
     compute_properties,
     decode_selfies_checked_list,
     decode_selfies_list,
-    encode_selfies,
     tanimoto,
     to_mol,
 )
@@ -68,7 +67,6 @@ from molvae.objectives import (
     scorer_for,
 )
 from molvae.sample import decode_beams, encode_smiles, generate_tokens, rewrite_tokens
-from molvae.vocab import UNK_ID
 
 __all__ = [
     "OPTIMIZERS",
@@ -543,6 +541,7 @@ class Oracle:
         self._cache: dict[str, float | None] = dict(known or {})
         self._similarities: dict[str, float] = {}  # SMILES -> similarity to the reference
         self._decoded: dict[str, tuple[str | None, bool]] = {}  # SELFIES -> (canonical SMILES, is_canonical)
+        self._encodings: dict[str, tuple[torch.Tensor, list[int]] | None] = {}  # SMILES -> (mu, ids); None: unreadable
         self._generator = torch.Generator(device=loaded.device).manual_seed(seed)
         score_smiles([], self.objectives)  # imports a custom scorer now: a wrong path fails before decoding
 
@@ -587,16 +586,14 @@ class Oracle:
         sampled decodes are rewrites of the point's template (:func:`molvae.sample.rewrite_tokens`).
         Without ``canonical_decodes`` a decode's SELFIES is not checked and ``is_canonical`` is True."""
         n, extra = z.size(0), self.decodes_per_point - 1
-        if self.decode_beam > 1:  # beams first, then the sampled decodes (or rewrites) in one batch
-            first, points, firsts = decode_beams(self.loaded, z, self.decode_beam), z.repeat(extra, 1), []
-        else:  # the greedy and the sampled decodes (or rewrites) of every point in one batch
-            first, points, firsts = None, z.repeat(extra + 1, 1), [None] * n
-        temperature = torch.tensor([0.0] * len(firsts) + [self.decode_temperature] * (n * extra))
-        written = [*firsts, *((templates or [None] * n) * extra)]
+        greedy = 0 if self.decode_beam > 1 else n  # greedy rows ahead of the sampled ones, all in one batch
+        points = z.repeat(extra + (1 if greedy else 0), 1)  # decode j of point i at row j * n + i
+        temperature = torch.tensor([0.0] * greedy + [self.decode_temperature] * (n * extra))
+        written = [None] * greedy + list(templates or [None] * n) * extra
         decoded = self._smiles(rewrite_tokens(self.loaded, points, written, temperature, self._generator,
-                                              self.rewrite_span))  # decode j of point i at row j * n + i
-        first = first or [[d] for d in decoded[:n]]
-        rest = decoded[len(firsts):]
+                                              self.rewrite_span))
+        first = decode_beams(self.loaded, z, self.decode_beam) if greedy == 0 else [[d] for d in decoded[:n]]
+        rest = decoded[greedy:]
         return [[*first[i], *rest[i::n]] for i in range(n)]
 
     def _smiles(self, tokens: torch.Tensor) -> list[tuple[str | None, bool]]:
@@ -609,14 +606,18 @@ class Oracle:
         self._decoded.update(zip(new, read))
         return [self._decoded[s] for s in selfies]
 
-    def template(self, smiles: str) -> list[int] | None:
-        """The symbol ids (no BOS/EOS) of a molecule's canonical SELFIES, a template for rewrites;
-        None when it has a symbol outside the model's vocabulary or does not encode."""
-        selfies = encode_selfies(smiles)
-        if selfies is None:
-            return None
-        ids = self.loaded.vocab.encode(selfies)[1:-1]
-        return None if UNK_ID in ids or len(ids) > self.loaded.max_length - 2 else ids
+    def encodings(self, smiles: Sequence[str]) -> dict[str, tuple[torch.Tensor, list[int]]]:
+        """Each molecule's encoding (mu, (Z,)) and SELFIES symbol ids (no BOS/EOS, a template for
+        rewrites), for those the model can read; encoded once per oracle (the screen and the search's
+        parents ask for the same molecules)."""
+        new = list(dict.fromkeys(s for s in smiles if s not in self._encodings))
+        if new:
+            encoded = encode_smiles(self.loaded, new)
+            for row, position in enumerate(encoded.index):
+                ids = self.loaded.vocab.encode(encoded.selfies[row])[1:-1]
+                self._encodings[new[position]] = (encoded.mu[row].to(self.device), ids)
+            self._encodings.update((new[position], None) for position, _, _ in encoded.rejected)
+        return {s: self._encodings[s] for s in smiles if self._encodings[s] is not None}
 
     @torch.no_grad()
     def _annotate(self, z: torch.Tensor) -> list[dict[str, Any]]:
@@ -705,12 +706,13 @@ class Oracle:
         ``screen_top`` it predicts best from their own encodings (unencodable ones last); else all."""
         if not self.screen_top or self.surrogate is None or len(smiles) <= self.screen_top:
             return smiles
-        encoded = encode_smiles(self.loaded, smiles)
+        encodings = self.encodings(smiles)
+        readable = [i for i, s in enumerate(smiles) if s in encodings]
         predicted = torch.full((len(smiles),), -math.inf)
-        if encoded.index:
+        if readable:
             with torch.no_grad():
-                members = self.surrogate.members(encoded.mu.to(self.device))  # (K, N, P)
-            predicted[encoded.index] = surrogate_score(self.objectives, members).mean(dim=0).float().cpu()
+                members = self.surrogate.members(torch.stack([encodings[smiles[i]][0] for i in readable]))  # (K, N, P)
+            predicted[readable] = surrogate_score(self.objectives, members).mean(dim=0).float().cpu()
         order = predicted.argsort(descending=True, stable=True)[: self.screen_top]
         return [smiles[i] for i in order.tolist()]
 
@@ -1066,7 +1068,7 @@ def run_neighbourhood(oracle: Oracle, surrogate: Surrogate | None, objectives: S
     spread = torch.logspace(-2, 1, n - fresh, base=2.0, device=device).unsqueeze(1)  # (N - F, 1) 0.25x .. 2x
     n_elites = config.neighbourhood_elites or (1 if start is not None else _ELITES_FROM_RANDOM_STARTS)
     oracle.rewrite_span = _REWRITE_SPAN
-    seed_template = oracle.template(oracle.reference) if rewrites else None
+    seed_template = oracle.encodings([oracle.reference]).get(oracle.reference, (None, None))[1] if rewrites else None
     elites: list[_Elite] = []  # the best new molecules, best first
     seed_point = [_Elite(math.nan, start.detach().to(device), seed_template, oracle.reference)] if start is not None else []
     if start is None:
@@ -1119,11 +1121,10 @@ class _Elite:
 def _encoded_elites(oracle: Oracle, found: list[_Elite], templates: bool) -> list[_Elite]:
     """``found`` with each molecule's own encoding (mu) as its point (a molecule the model cannot
     encode keeps the point it was decoded from) and, with ``templates``, its SELFIES as its template."""
-    encoded = encode_smiles(oracle.loaded, [elite.smiles for elite in found])
-    rows = {position: row for row, position in enumerate(encoded.index)}
-    return [_Elite(elite.score, encoded.mu[rows[i]].to(elite.z.device) if i in rows else elite.z,
-                   oracle.template(elite.smiles) if templates else None, elite.smiles)
-            for i, elite in enumerate(found)]
+    encodings = oracle.encodings([elite.smiles for elite in found])
+    return [_Elite(elite.score, encodings[elite.smiles][0] if elite.smiles in encodings else elite.z,
+                   encodings[elite.smiles][1] if templates and elite.smiles in encodings else None, elite.smiles)
+            for elite in found]
 
 
 def _around(parents: list[_Elite], n: int, radius: float, spread: torch.Tensor,
