@@ -150,8 +150,8 @@ class OptimizeConfig:
     # it predicts best from their own encodings (the others cost no call and may come back); 0 = all
     neighbourhood_elites: int = 0  # neighbourhood search explores around this many best molecules (1 = hill
     # climbing); 0 = 16 from random starts, 1 around a seed (16 there was within noise of 1: docs/benchmarks.md)
-    rewrites: bool = True  # neighbourhood search around a seed: the sampled decodes rewrite the parent
-    # molecule's SELFIES from a random cut instead of decoding from scratch (more candidates above the floor)
+    rewrites: int = 3  # neighbourhood search around a seed: rewrites of the parent molecule's SELFIES from a
+    # late cut beside each greedy decode, instead of sampled decodes from scratch; 0 = one sampled decode
 
     def __post_init__(self) -> None:
         positive = ("budget", "batch_size", "decodes_per_point", "decode_beam", "max_rounds", "max_stale_rounds",
@@ -180,8 +180,10 @@ class OptimizeConfig:
         if isinstance(self.neighbourhood_elites, bool) or not isinstance(self.neighbourhood_elites, int) \
                 or self.neighbourhood_elites < 0:
             raise ValueError(f"optimize.neighbourhood_elites must be an integer >= 0, got {self.neighbourhood_elites!r}")
-        if isinstance(self.screen_top, bool) or not isinstance(self.screen_top, int) or self.screen_top < 0:
-            raise ValueError(f"optimize.screen_top must be an integer >= 0, got {self.screen_top!r}")
+        for name in ("screen_top", "rewrites"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ValueError(f"optimize.{name} must be an integer >= 0, got {value!r}")
         if self.bo_acquisition not in ("qlogei", "qei", "qucb", "ts"):
             raise ValueError(f"optimize.bo_acquisition must be qlogei, qei, qucb or ts, got {self.bo_acquisition!r}")
 
@@ -1035,8 +1037,6 @@ _FLOOR_SHARE_HIGH, _FLOOR_SHARE_LOW = 0.6, 0.2  # neighbourhood: grow above, shr
 _FRESH_SHARE = 0.25  # neighbourhood without a seed: the share of each round drawn fresh from the prior
 _ELITES_FROM_RANDOM_STARTS = 16  # neighbourhood_elites = 0 (auto) without a seed; 1 (hill climbing) around one
 _REWRITE_SPAN = 0.5  # rewrites first cut within the template's last half; adapted like the radius
-_REWRITES_PER_POINT = 3  # beside the greedy decode (3 against 1: 1.95 at 100 % / 1.94 at 95 % for delta 0.4, in
-# 68 % of the time, first 40 molecules of the constrained benchmark; docs/benchmarks.md)
 _ABOVE_FLOOR = ("new", "duplicate", "filtered", "unscored", "screened")  # decode statuses of molecules at or above the floor
 
 
@@ -1048,7 +1048,7 @@ def run_neighbourhood(oracle: Oracle, surrogate: Surrogate | None, objectives: S
     the best molecule; around a seed the seed itself stays a parent too), ``e`` a random unit
     direction and ``r`` spread over 0.25x .. 2x the current radius, which starts at
     ``lead_radius / 2``; each point is decoded greedily and by sampling (at least two decodes per
-    point; around a seed, three rewrites beside the greedy decode).
+    point; around a seed, ``rewrites`` rewrites beside the greedy decode).
 
     Around a seed the sampled decodes are **rewrites** of the parent molecule's SELFIES
     (``rewrites``, :func:`molvae.sample.rewrite_tokens`): its string up to a late cut, a changed
@@ -1060,8 +1060,8 @@ def run_neighbourhood(oracle: Oracle, surrogate: Surrogate | None, objectives: S
     points that only decode to molecules already scored (x1.5 above 60 %, x0.6 below 20 %).
     """
     generator = torch.Generator(device=oracle.device).manual_seed(config.seed)
-    rewrites = config.rewrites and start is not None and oracle.reference is not None
-    oracle.decodes_per_point = max(oracle.decodes_per_point, 1 + _REWRITES_PER_POINT if rewrites else 2)
+    rewrites = config.rewrites > 0 and start is not None and oracle.reference is not None
+    oracle.decodes_per_point = max(oracle.decodes_per_point, 1 + config.rewrites if rewrites else 2)
     n, device = config.batch_size, oracle.device
     fresh = 0 if start is not None or n == 1 else max(1, round(_FRESH_SHARE * n))
     radius = config.lead_radius / 2

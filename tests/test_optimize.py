@@ -479,7 +479,7 @@ def test_cli_random_starts_writes_outputs_and_mlflow_runs(trained_run, tmp_path,
     assert parents[0].data.metrics["random_oracle_calls"] <= 10 and "gradient_top1_mean" in parents[0].data.metrics
 
 
-@pytest.mark.parametrize("beam, rewrites", [(1, True), (4, True), (1, False)])
+@pytest.mark.parametrize("beam, rewrites", [(1, 3), (4, 3), (1, 0)])
 def test_neighbourhood_search_adapts_its_radius_and_records_an_empty_neighbourhood(loaded, beam, rewrites):
     """Budget never exceeded, nothing below the floor, and a floor nothing can clear ends as a recorded
     failure (no candidate, no improvement) instead of an error or a loop; with greedy or beam decodes,
