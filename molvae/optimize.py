@@ -53,6 +53,7 @@ from torch import nn
 from molvae.checkpoint import LoadedModel
 from molvae.model import MolVAE
 from molvae.chem import (
+    canonical_smiles,
     compute_properties,
     decode_selfies_checked_list,
     decode_selfies_list,
@@ -146,11 +147,13 @@ class OptimizeConfig:
     lead_radius: float = 1.0  # random baseline and restarts: latent noise up to this radius around the seed
     prior_spread: float = 1.9  # exemplar spread of draws from the prior (random starts and baseline); 0 = the model's
     distance_weight: float = 0.0  # lead gradient ascent: extra penalty weight * |z - z_seed|^2 / 2
-    screen_top: int = 8  # around a seed, with a surrogate: each round scores only this many new molecules, those
+    screen_top: int = 4  # around a seed, with a surrogate: each round scores only this many new molecules, those
     # it predicts best from their own encodings (the others cost no call and may come back); 0 = all
     neighbourhood_elites: int = 0  # neighbourhood search explores around this many best molecules (1 = hill
     # climbing); 0 = 16 from random starts, 1 around a seed (16 there was within noise of 1: docs/benchmarks.md)
-    rewrites: int = 3  # neighbourhood search around a seed: rewrites of the parent molecule's SELFIES from a
+    floor_to_input: bool = False  # lead optimization: hold the similarity floor against each seed as written too,
+    # not only against the standardized (largest fragment, neutralized) seed the model encodes (JT-VAE's convention)
+    rewrites: int = 6  # neighbourhood search around a seed: rewrites of the parent molecule's SELFIES from a
     # late cut beside each greedy decode, instead of sampled decodes from scratch; 0 = one sampled decode
 
     def __post_init__(self) -> None:
@@ -503,8 +506,10 @@ class Oracle:
 
     ``reference`` (a SMILES) with ``min_similarity`` adds the similarity floor: a decoded molecule
     whose Tanimoto similarity to the reference is below the floor is neither scored nor
-    returned. ``known`` pre-fills the cache (e.g. with the seed itself) so that decoding those
-    molecules costs no call. ``surrogate`` annotates every candidate with its prediction.
+    returned. ``also_similar_to`` (a SMILES, e.g. the seed as written before standardization)
+    holds the floor against it as well: similarity is then the lower of the two. ``known``
+    pre-fills the cache (e.g. with the seed itself) so that decoding those molecules costs no call.
+    ``surrogate`` annotates every candidate with its prediction.
     """
 
     def __init__(self, loaded: LoadedModel, objectives: Sequence[Objective], budget: int, *,
@@ -512,7 +517,7 @@ class Oracle:
                  min_similarity: float = 0.0, decodes_per_point: int = 1, decode_temperature: float = 0.7,
                  decode_beam: int = 1, canonical_decodes: bool = False,
                  surrogate: Surrogate | None = None, known: Mapping[str, float | None] | None = None,
-                 seed: int = 0, screen_top: int = 0):
+                 seed: int = 0, screen_top: int = 0, also_similar_to: str | None = None):
         if isinstance(budget, bool) or not isinstance(budget, int) or budget < 0:
             raise ValueError(f"budget must be an integer >= 0, got {budget!r}")
         if not 0.0 <= min_similarity <= 1.0:
@@ -540,6 +545,11 @@ class Oracle:
         self._reference_mol = to_mol(reference) if reference is not None else None
         if reference is not None and self._reference_mol is None:
             raise ValueError(f"reference SMILES {reference!r} does not parse")
+        if also_similar_to is not None and reference is None:
+            raise ValueError("also_similar_to needs a reference molecule")
+        self._also_mol = to_mol(also_similar_to) if also_similar_to is not None else None
+        if also_similar_to is not None and self._also_mol is None:
+            raise ValueError(f"SMILES {also_similar_to!r} (also_similar_to) does not parse")
         self._cache: dict[str, float | None] = dict(known or {})
         self._similarities: dict[str, float] = {}  # SMILES -> similarity to the reference
         self._decoded: dict[str, tuple[str | None, bool]] = {}  # SELFIES -> (canonical SMILES, is_canonical)
@@ -573,11 +583,16 @@ class Oracle:
         return max(scored, key=lambda c: c.score) if scored else None
 
     def similarity(self, smiles: str) -> float | None:
-        """Tanimoto similarity of a valid SMILES to the reference (None without a reference)."""
+        """Tanimoto similarity of a valid SMILES to the reference, or the lower of it and the one
+        to ``also_similar_to`` (None without a reference)."""
         if self._reference_mol is None:
             return None
         if smiles not in self._similarities:
-            self._similarities[smiles] = tanimoto(to_mol(smiles), self._reference_mol)
+            mol = to_mol(smiles)
+            value = tanimoto(mol, self._reference_mol)
+            if self._also_mol is not None:
+                value = min(value, tanimoto(mol, self._also_mol))
+            self._similarities[smiles] = value
         return self._similarities[smiles]
 
     def _decode(self, z: torch.Tensor, templates: Sequence[Sequence[int]] | None = None
@@ -1302,12 +1317,14 @@ class OptimizationResult:
 
 def _new_oracle(loaded: LoadedModel, objectives: Sequence[Objective], method: str, config: OptimizeConfig,
                 filters: Filters, surrogate: Surrogate | None, reference: str | None = None,
-                known: Mapping[str, float | None] | None = None, min_similarity: float = 0.0) -> Oracle:
+                known: Mapping[str, float | None] | None = None, min_similarity: float = 0.0,
+                also_similar_to: str | None = None) -> Oracle:
     return Oracle(loaded, objectives, config.budget, filters=filters, method=method, reference=reference,
                   min_similarity=min_similarity, decodes_per_point=config.decodes_per_point,
                   decode_temperature=config.decode_temperature, decode_beam=config.decode_beam,
                   canonical_decodes=config.canonical_decodes, surrogate=surrogate,
-                  known=known, seed=config.seed, screen_top=config.screen_top if reference is not None else 0)
+                  known=known, seed=config.seed, screen_top=config.screen_top if reference is not None else 0,
+                  also_similar_to=also_similar_to)
 
 
 def _method_result(oracle: Oracle, seconds: float) -> MethodResult:
@@ -1392,7 +1409,8 @@ def optimize_leads(loaded: LoadedModel, seeds: Sequence[str], objectives: Sequen
 
     Seeds are standardized (largest fragment, neutralized) and encoded; the start score and
     the similarity floor (``config.min_similarity``, Tanimoto of Morgan r=2 fingerprints) refer
-    to the standardized seed, so a bare neutralization never counts as an improvement. The seed
+    to the standardized seed, so a bare neutralization never counts as an improvement; with
+    ``config.floor_to_input`` the floor holds against the seed as written too. The seed
     is pre-cached (decoding it back costs no call). Molecules below the floor are never scored
     nor returned. ``progress`` is called after each seed.
     """
@@ -1412,8 +1430,10 @@ def optimize_leads(loaded: LoadedModel, seeds: Sequence[str], objectives: Sequen
             row = rows[position]
             smiles = encoded.smiles[row]
             (start,) = score_smiles([smiles], objectives, filters)
+            as_written = canonical_smiles(seed) if config.floor_to_input else None
             oracle = _new_oracle(loaded, objectives, method, config, filters, surrogate, reference=smiles,
-                                 known={smiles: start.score}, min_similarity=config.min_similarity)
+                                 known={smiles: start.score}, min_similarity=config.min_similarity,
+                                 also_similar_to=as_written if as_written not in (None, smiles) else None)
             optimizer(oracle, surrogate, tuple(objectives), config, encoded.mu[row])
             result = LeadResult(position, seed, smiles, "ok", method, config.min_similarity, start.score,
                                 dict(start.values), oracle.best(), list(oracle.candidates), oracle.stats,

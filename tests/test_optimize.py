@@ -497,6 +497,20 @@ def test_neighbourhood_search_adapts_its_radius_and_records_an_empty_neighbourho
     assert stuck.stats.calls == 0 and stuck.stats.below_floor + stuck.stats.duplicates + stuck.stats.invalid > 0
 
 
+def test_floor_to_input_holds_the_floor_against_the_seed_as_written_too(loaded):
+    """A charged seed is neutralized before encoding; with floor_to_input every scored molecule is
+    also at or above the floor against the molecule as written, and its similarity is the lower one."""
+    charged = "CC(=O)Oc1ccccc1C(=O)[O-]"  # aspirin as its anion
+    written, objectives = to_mol(charged), parse_objectives("qed:max")
+    config = optimize_config_from_dict({"min_similarity": 0.4, "budget": 12, "batch_size": 6, "max_stale_rounds": 4,
+                                        "floor_to_input": True}, FAST)
+    (result,) = optimize_leads(loaded, [charged], objectives, "neighbourhood", config)
+    assert result.smiles != charged and result.candidates
+    for c in result.candidates:
+        both = (tanimoto(to_mol(c.smiles), written), tanimoto(to_mol(c.smiles), to_mol(result.smiles)))
+        assert min(both) >= 0.4 and c.similarity == pytest.approx(min(both))
+
+
 def test_neighbourhood_around_a_seed_rewrites_the_seed_and_its_best_molecules(loaded, monkeypatch):
     """Around a seed the sampled decodes are rewrites: the first round's templates are the seed's
     SELFIES, later ones the seed's or a molecule the search scored (parents at their own encoding)."""
@@ -521,7 +535,8 @@ def test_neighbourhood_around_a_seed_rewrites_the_seed_and_its_best_molecules(lo
     allowed = {template(result.smiles)} | {template(c.smiles) for c in result.candidates}
     assert all(set(r) <= allowed for r in rounds) and len(rounds) > 1
     assert result.stats.calls <= 40 and all(c.similarity >= 0.2 for c in result.candidates)
-    assert result.stats.decodes == 4 * 3 * len(rounds)  # the greedy decode and three rewrites of each point
+    per_point = 1 + config.rewrites  # the greedy decode and the rewrites of each point
+    assert result.stats.decodes == per_point * 3 * len(rounds)
 
 
 def test_cli_lead_optimization_without_tracking(trained_run, tmp_path):
