@@ -180,11 +180,10 @@ def write_table(folders: list[Path], out: Path) -> int:
     import pandas as pd
 
     runs = [json.loads((f / "run.json").read_text()) for f in folders]
-    settings = {k: runs[0][k] for k in ("model", "data", "method", "budget_per_seed_and_threshold")}
-    if any({k: r[k] for k in settings} != settings for r in runs):
-        raise SystemExit("error: the shards were run with different models, data, methods or budgets")
-    if any(r.get("set", []) != runs[0].get("set", []) for r in runs):
-        raise SystemExit("error: the shards were run with different --set settings")
+    keys = ("model", "data", "method", "budget_per_seed_and_threshold", "set")  # "set": absent before 2026-12-03
+    settings = {k: runs[0].get(k) for k in keys}
+    if any({k: r.get(k) for k in keys} != settings for r in runs):
+        raise SystemExit("error: the shards were run with different models, data, methods, budgets or --set settings")
     names = sorted({p.name for f in folders for p in f.glob("leads_*.csv")}, key=lambda n: float(n[6:-4]))
     rows = []
     for name in names:
@@ -199,7 +198,7 @@ def write_table(folders: list[Path], out: Path) -> int:
     table.to_csv(out / "results.csv", index=False)
     meta = {**settings, "molecules": int(sum(r["molecules"] for r in runs)), "shards": len(runs),
             "seconds": sum(r["seconds"] for r in runs), "wall_seconds": max(r["seconds"] for r in runs),
-            "surrogate": runs[0]["surrogate"], "set": runs[0].get("set", []), "seeds_with_long_ring": sum(r["seeds_with_long_ring"] for r in runs),
+            "surrogate": runs[0]["surrogate"], "seeds_with_long_ring": sum(r["seeds_with_long_ring"] for r in runs),
             "seeds_changed_by_standardization": sum(r["seeds_changed_by_standardization"] for r in runs),
             "results": rows}
     (out / "results.json").write_text(json.dumps(meta, indent=2, default=str) + "\n")
