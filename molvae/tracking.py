@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
 import subprocess
@@ -99,9 +100,10 @@ class MlflowTracker:
         from mlflow.tracking import MlflowClient
 
         uri = self.config.resolved_uri()
-        self._client = MlflowClient(tracking_uri=uri)
-        experiment = self._client.get_experiment_by_name(self.config.experiment)
-        experiment_id = experiment.experiment_id if experiment else self._client.create_experiment(self.config.experiment)
+        with _store_lock(uri):  # the first use of a store creates or migrates its tables, and the experiment
+            self._client = MlflowClient(tracking_uri=uri)
+            experiment = self._client.get_experiment_by_name(self.config.experiment)
+            experiment_id = experiment.experiment_id if experiment else self._client.create_experiment(self.config.experiment)
         tags = {"mlflow.parentRunId": self.parent.run_id} if self.parent and self.parent.run_id else {}
         run = self._client.create_run(experiment_id, run_name=self.run_name, tags=tags)
         self.run_id = run.info.run_id
@@ -218,6 +220,27 @@ class MlflowTracker:
                 registered_model_name=self.config.register or None,
             )
         self.model_uri, self.model_id = info.model_uri, info.model_id
+
+
+@contextlib.contextmanager
+def _store_lock(uri: str):
+    """Hold an exclusive lock beside a local SQLite store while the caller first opens it. Two
+    commands started at once on a new store otherwise both create its tables, and the second fails
+    in the middle of the migration; two creating one experiment, likewise."""
+    path = uri.removeprefix("sqlite:///")
+    if path == uri or path.startswith(":memory:") or os.name != "posix":
+        yield
+        return
+    import fcntl
+
+    lock = Path(path).with_name(f".{Path(path).name}.lock")
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def flatten(params: dict[str, Any], prefix: str = "") -> dict[str, Any]:

@@ -95,3 +95,25 @@ def test_commands_without_tracking_do_not_import_mlflow():
                             timeout=120)
     assert result.returncode == 0, result.stderr
     assert "validity" in result.stdout
+
+
+def test_two_commands_opening_a_new_store_at_once_both_record_their_run(tmp_path):
+    # both would create the tables of the new SQLite store (and the experiment) at the same time
+    code = (
+        "import sys; from molvae.tracking import MlflowTracker, TrackingConfig; "
+        "config = TrackingConfig(uri=sys.argv[1], experiment='race'); "
+        "tracker = MlflowTracker(config, run_name=sys.argv[2]).__enter__(); "
+        "tracker.log_metrics({'x': 1.0}); tracker.__exit__(None, None, None)"
+    )
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    runs = [subprocess.Popen([sys.executable, "-c", code, uri, name], cwd=tmp_path, stderr=subprocess.PIPE, text=True)
+            for name in ("first", "second")]
+    for run in runs:
+        assert run.wait(timeout=180) == 0, run.communicate()[1]
+
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=uri)
+    (experiment,) = [e for e in client.search_experiments() if e.name == "race"]
+    names = sorted(r.info.run_name for r in client.search_runs([experiment.experiment_id]))
+    assert names == ["first", "second"]
