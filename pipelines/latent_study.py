@@ -14,7 +14,7 @@ wall-clock minutes and CPU threads, then is scored the same way:
 Results go to ``OUT/study.csv`` (one row per arm and budget) and ``OUT/study.png`` (exact
 reconstruction against FCD/Test). Arms already trained (their ``model.pt`` exists) are only scored.
 
-    python pipelines/latent_study.py --data data/moses_sample_25k.csv --config pipelines/quickstart.toml \\
+    python pipelines/latent_study.py --data data/moses_sample_25k.csv --config pipelines/study.toml \\
         --minutes 7 --threads 1 --parallel 2 --out runs/study
 """
 
@@ -26,6 +26,7 @@ import os
 import subprocess
 import sys
 import time
+import tomllib
 from pathlib import Path
 
 # name -> overrides of the base config (molvae train --set ...)
@@ -53,7 +54,8 @@ def _train(arm: str, overrides: list[str], args: argparse.Namespace) -> subproce
     if arm in POSTHOC:  # no training: fit a sampling prior to the trained model of another arm
         source_arm, options = POSTHOC[arm]
         source = Path(args.out) / source_arm
-        (out / "metrics.json").write_text((source / "metrics.json").read_text())
+        for name in ("metrics.json", "config.toml"):
+            (out / name).write_text((source / name).read_text())
         command = [sys.executable, "-m", "molvae", "fit-prior", "--model", str(source / "model.pt"), *options,
                    "--steps", str(args.prior_steps), "--out", str(out / "model.pt")]
         print(f"[study] fitting a sampling prior ({' '.join(options)}) to {source_arm}", flush=True)
@@ -84,7 +86,8 @@ def _score(arm: str, args: argparse.Namespace) -> dict[str, object]:
     run = Path(args.out) / arm
     loaded = load_model(run / "model.pt")
     started = time.perf_counter()
-    samples = sample_prior(loaded, args.n_samples, temperature=1.0, seed=0, progress=False).smiles
+    canonical = tomllib.loads((run / "config.toml").read_text()).get("sample", {}).get("canonical", True)
+    samples = sample_prior(loaded, args.n_samples, temperature=1.0, seed=0, progress=False, canonical=canonical).smiles
     training = set(prepare(args.data, loaded.data_config).kept["smiles"])
     row: dict[str, object] = {"arm": arm, "minutes": args.minutes, "threads": args.threads}
     row.update(validity=validity(samples), unique_at_min_10k_n=uniqueness(samples, min(10000, len(samples))),
@@ -147,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
     parser.add_argument("--data", default="data/moses_sample_25k.csv")
-    parser.add_argument("--config", default="pipelines/quickstart.toml")
+    parser.add_argument("--config", default="pipelines/study.toml", help="base recipe of every arm (from scratch)")
     parser.add_argument("--arms", nargs="+", default=[*ARMS, *POSTHOC], help=f"from: {', '.join([*ARMS, *POSTHOC])}")
     parser.add_argument("--prior-steps", type=int, default=1000, help="fit-prior steps of the post-hoc arms")
     parser.add_argument("--minutes", type=float, default=7.0, help="training budget of every arm")
