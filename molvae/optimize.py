@@ -780,16 +780,17 @@ Optimizer = Callable[[Oracle, "Surrogate | None", Sequence[Objective], OptimizeC
 def _draw_starts(n: int, model: MolVAE, start: torch.Tensor | None, radius: float, generator: torch.Generator,
                  device: torch.device, spread: float = 0.0) -> torch.Tensor:
     """n latent points (n, Z): draws from the model's prior (its exemplars widened by ``spread``
-    when it has them and ``spread`` > 0), or the seed plus noise of radius up to ``radius``."""
+    when it has them and ``spread`` > 0), or points around the seed at distances spread uniformly
+    over 0 .. ``radius`` in random directions."""
     if start is None:
         exemplars = model.exemplars
         with torch.no_grad():
             if spread > 0 and exemplars is not None and exemplars.fitted:
                 return exemplars.sample(n, generator, spread).to(device)
             return model.sample_latent(n, generator).to(device)
-    noise = torch.randn(n, model.config.latent_dim, generator=generator, device=device)  # (n, Z)
-    scale = radius * torch.rand(n, 1, generator=generator, device=device)  # (n, 1)
-    return start.to(device).unsqueeze(0) + scale * noise  # (n, Z)
+    directions = _unit_directions(n, model.config.latent_dim, generator, device)  # (n, Z)
+    distance = radius * torch.rand(n, 1, generator=generator, device=device)  # (n, 1)
+    return start.to(device).unsqueeze(0) + distance * directions  # (n, Z)
 
 
 def run_random(oracle: Oracle, surrogate: Surrogate | None, objectives: Sequence[Objective],

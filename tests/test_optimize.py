@@ -609,3 +609,17 @@ def test_prior_draws_use_the_configured_exemplar_spread():
     assert OptimizeConfig().prior_spread == 1.9
     with pytest.raises(ValueError, match="prior_spread"):
         OptimizeConfig(prior_spread=-1.0)
+
+
+def test_starts_around_a_seed_lie_within_the_lead_radius():
+    # random baseline, gradient restarts and BO's first design: lead_radius is a latent distance
+    from molvae.checkpoint import PRETRAINED_LEAD, load_model
+    from molvae.optimize import _draw_starts
+
+    model = load_model(PRETRAINED_LEAD).model
+    seed = torch.randn(model.config.latent_dim, generator=torch.Generator().manual_seed(1))
+    z = _draw_starts(500, model, seed, 0.8, torch.Generator().manual_seed(0), torch.device("cpu"))
+    distance = (z - seed).norm(dim=1)
+    assert distance.max() <= 0.8 + 1e-5 and distance.min() < 0.1 < 0.7 < distance.max()  # spread over 0 .. radius
+    directions = (z - seed) / distance.unsqueeze(1)
+    assert directions.mean(dim=0).norm() < 0.2  # no preferred direction
