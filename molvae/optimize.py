@@ -47,6 +47,7 @@ from typing import Any, Protocol
 
 import pandas as pd
 import torch
+from rdkit import DataStructs
 from tqdm.auto import tqdm
 from torch import nn
 
@@ -57,7 +58,7 @@ from molvae.chem import (
     compute_properties,
     decode_selfies_checked_list,
     decode_selfies_list,
-    tanimoto,
+    morgan_fingerprint,
     to_mol,
 )
 from molvae.objectives import (
@@ -542,14 +543,18 @@ class Oracle:
         self.stale_rounds = 0  # evaluate() calls in a row that scored no new molecule
         self.rewrite_span = 1.0  # rewrites cut the template within its last this share of symbols
         self.on_calls: Callable[[int], Any] | None = None  # told how many oracle calls each evaluate() used (progress)
-        self._reference_mol = to_mol(reference) if reference is not None else None
-        if reference is not None and self._reference_mol is None:
+        reference_mol = to_mol(reference) if reference is not None else None
+        if reference is not None and reference_mol is None:
             raise ValueError(f"reference SMILES {reference!r} does not parse")
         if also_similar_to is not None and reference is None:
             raise ValueError("also_similar_to needs a reference molecule")
-        self._also_mol = to_mol(also_similar_to) if also_similar_to is not None else None
-        if also_similar_to is not None and self._also_mol is None:
+        also_mol = to_mol(also_similar_to) if also_similar_to is not None else None
+        if also_similar_to is not None and also_mol is None:
             raise ValueError(f"SMILES {also_similar_to!r} (also_similar_to) does not parse")
+        # fingerprinted once; a second reference with the same fingerprint (e.g. differing in stereo only) adds nothing
+        self._reference_fps = [morgan_fingerprint(m) for m in (reference_mol, also_mol) if m is not None]
+        if len(self._reference_fps) == 2 and self._reference_fps[0] == self._reference_fps[1]:
+            del self._reference_fps[1]
         self._cache: dict[str, float | None] = dict(known or {})
         self._similarities: dict[str, float] = {}  # SMILES -> similarity to the reference
         self._decoded: dict[str, tuple[str | None, bool]] = {}  # SELFIES -> (canonical SMILES, is_canonical)
@@ -585,14 +590,11 @@ class Oracle:
     def similarity(self, smiles: str) -> float | None:
         """Tanimoto similarity of a valid SMILES to the reference, or the lower of it and the one
         to ``also_similar_to`` (None without a reference)."""
-        if self._reference_mol is None:
+        if not self._reference_fps:
             return None
         if smiles not in self._similarities:
-            mol = to_mol(smiles)
-            value = tanimoto(mol, self._reference_mol)
-            if self._also_mol is not None:
-                value = min(value, tanimoto(mol, self._also_mol))
-            self._similarities[smiles] = value
+            fingerprint = morgan_fingerprint(to_mol(smiles))
+            self._similarities[smiles] = min(DataStructs.BulkTanimotoSimilarity(fingerprint, self._reference_fps))
         return self._similarities[smiles]
 
     def _decode(self, z: torch.Tensor, templates: Sequence[Sequence[int]] | None = None
