@@ -26,7 +26,6 @@ import os
 import subprocess
 import sys
 import time
-import tomllib
 from pathlib import Path
 
 # name -> overrides of the base config (molvae train --set ...)
@@ -77,6 +76,7 @@ def _score(arm: str, args: argparse.Namespace) -> dict[str, object]:
     import torch
 
     from molvae.checkpoint import load_model
+    from molvae.config import load_config
     from molvae.data import prepare
     from molvae.metrics import canonical_valid, generation_quality, novelty, uniqueness, validity
     from molvae.moses import _chemnet_moments, _fcd, load_moses, moses_test_fcd_reference
@@ -86,7 +86,7 @@ def _score(arm: str, args: argparse.Namespace) -> dict[str, object]:
     run = Path(args.out) / arm
     loaded = load_model(run / "model.pt")
     started = time.perf_counter()
-    canonical = tomllib.loads((run / "config.toml").read_text()).get("sample", {}).get("canonical", True)
+    canonical = load_config(run / "config.toml").sample.canonical  # as the arm's recipe samples
     samples = sample_prior(loaded, args.n_samples, temperature=1.0, seed=0, progress=False, canonical=canonical).smiles
     training = set(prepare(args.data, loaded.data_config).kept["smiles"])
     row: dict[str, object] = {"arm": arm, "minutes": args.minutes, "threads": args.threads}
