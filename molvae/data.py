@@ -15,6 +15,7 @@ import json
 import logging
 import os
 import re
+import tempfile
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -336,10 +337,16 @@ def _save_cache(prepared: PreparedData, path: Path) -> None:
         "smiles_column": prepared.smiles_column,
         "label_columns": prepared.label_columns,
     }
-    tmp = path.with_suffix(".tmp")
-    with gzip.open(tmp, "wt", encoding="utf-8", compresslevel=3) as f:
-        json.dump(payload, f)
-    os.replace(tmp, path)
+    # a temporary file of this writer's own: two runs preparing the same data at once each write
+    # theirs, and the second rename replaces the first with the same content
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as raw, gzip.open(raw, "wt", encoding="utf-8", compresslevel=3) as f:
+            json.dump(payload, f)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 def _load_cache(path: Path) -> PreparedData:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import os
 
 import pytest
 import torch
@@ -114,6 +115,26 @@ def test_second_run_uses_the_cache(tmp_path, monkeypatch):
     second = prepare(MOLECULES_CSV, config(tmp_path))
     assert second.kept.equals(first.kept)
     assert list(tmp_path.joinpath("cache").glob("prepared-*.json.gz"))
+
+
+def test_two_runs_writing_the_same_cache_both_succeed(tmp_path, monkeypatch):
+    """Two runs preparing the same file at once (two study arms): the second writer finishes while
+    the first is about to rename its file, and neither fails."""
+    prepared = prepare(MOLECULES_CSV, config(tmp_path, cache_dir=""))
+    path = tmp_path / "cache" / "prepared-x.json.gz"
+    replace, interleaved = os.replace, []
+
+    def second_writer_first(src, dst):
+        if not interleaved:
+            interleaved.append(True)
+            data_module._save_cache(prepared, path)
+        replace(src, dst)
+
+    monkeypatch.setattr(data_module.os, "replace", second_writer_first)
+    data_module._save_cache(prepared, path)
+    assert interleaved
+    assert data_module._load_cache(path).kept.equals(prepared.kept)
+    assert [p.name for p in path.parent.iterdir()] == [path.name]  # no temporary file left behind
 
 
 def test_parallel_cleaning_matches_serial(tmp_path, monkeypatch):
