@@ -321,6 +321,8 @@ def _train_epoch(model, train, config, epoch, state, optimizer, scheduler, scale
     counted = 0
     bar = tqdm(total=len(batches), initial=state["batch"], desc=f"epoch {epoch + 1}/{config.epochs}",
                unit="batch", disable=None if rank == 0 else True, leave=False)
+    # no terminal to draw the bar on (a run in the background, logging to a file): a log line instead
+    progress = _ProgressLog(epoch, config.epochs, len(batches), state["batch"]) if rank == 0 and bar.disable else None
     for index in batches[state["batch"]:]:
         tokens, lengths = train.batch(index, device)
         labels = train.labels[index].to(device) if train.labels is not None else None
@@ -360,10 +362,35 @@ def _train_epoch(model, train, config, epoch, state, optimizer, scheduler, scale
         counted += 1
         bar.update(1)
         bar.set_postfix(loss=f"{terms.loss.item():.2f}", kl=f"{terms.kl.mean().item():.1f}", refresh=False)
+        if progress is not None:
+            progress.update(state["batch"], len(index) * world_size, sums["loss"] / counted, sums["kl"] / counted)
         if stop.is_set() or time.perf_counter() >= deadline:
             break
     bar.close()
     return {k: v / max(counted, 1) for k, v in sums.items()}
+
+
+class _ProgressLog:
+    """Progress of a training epoch as a log line every ``every`` seconds: batches done, molecules
+    per second, the epoch's mean loss and KL so far, and the time the epoch still needs."""
+
+    every = 60.0
+
+    def __init__(self, epoch: int, epochs: int, total: int, done: int) -> None:
+        self.epoch, self.epochs, self.total = epoch, epochs, total
+        self.start = self.last = time.perf_counter()
+        self.first, self.molecules = done, 0
+
+    def update(self, done: int, molecules: int, loss: float, kl: float) -> None:
+        self.molecules += molecules
+        now = time.perf_counter()
+        if now - self.last < self.every:
+            return
+        self.last = now
+        seconds_per_batch = (now - self.start) / (done - self.first)
+        log.info("epoch %d/%d: batch %d/%d (%.0f%%), %.0f molecules/s, loss %.2f, KL %.1f; %.0f min left in this epoch",
+                 self.epoch + 1, self.epochs, done, self.total, 100 * done / self.total,
+                 self.molecules / (now - self.start), loss, kl, (self.total - done) * seconds_per_batch / 60)
 
 
 @torch.no_grad()

@@ -99,6 +99,20 @@ def test_a_run_stopped_by_hand_says_how_to_finish_it(tmp_path, caplog):
     assert "--resume" in caplog.text and "molvae fit-prior --model" in caplog.text
 
 
+def test_progress_is_logged_when_there_is_no_terminal(tmp_path, caplog, monkeypatch):
+    """A run logging to a file (no terminal for the progress bar) reports its progress as log lines."""
+    from molvae import train as train_module
+
+    vocab, data, max_length = fixture_data(tmp_path, 16)
+    monkeypatch.setattr(train_module._ProgressLog, "every", 0.0)
+    caplog.set_level("INFO", logger="molvae")
+    config = TrainConfig(epochs=1, batch_size=4, eval_samples=0, eval_reconstruct=0, device="cpu")
+    fit(new_model(vocab), vocab, data, data.subset(torch.arange(4)), config, max_length=max_length)
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("epoch 1/1: batch")]
+    assert [line.split(" (")[0] for line in lines] == [f"epoch 1/1: batch {b}/4" for b in (1, 2, 3, 4)]
+    assert "molecules/s" in lines[-1] and lines[-1].endswith("0 min left in this epoch")
+
+
 def test_interrupt_then_resume_equals_uninterrupted(tmp_path):
     vocab, data, max_length = fixture_data(tmp_path, 48)
     config = TrainConfig(epochs=3, batch_size=8, warmup_steps=2, eval_samples=4, eval_reconstruct=4, device="cpu",
