@@ -154,8 +154,8 @@ class OptimizeConfig:
     # climbing); 0 = 16 from random starts, 1 around a seed (16 there was within noise of 1: docs/benchmarks.md)
     floor_to_input: bool = False  # lead optimization: hold the similarity floor against each seed as written too,
     # not only against the standardized (largest fragment, neutralized) seed the model encodes (JT-VAE's convention)
-    rewrites: int = 6  # neighbourhood search around a seed: rewrites of the parent molecule's SELFIES from a
-    # late cut beside each greedy decode, instead of sampled decodes from scratch; 0 = one sampled decode
+    rewrites: int = 6  # around a seed (every method): rewrites of the parent molecule's SELFIES (the seed's, for
+    # random, gradient and bo) from a late cut beside each greedy decode, instead of sampled decodes; 0 = one sampled decode
 
     def __post_init__(self) -> None:
         positive = ("budget", "batch_size", "decodes_per_point", "decode_beam", "max_rounds", "max_stale_rounds",
@@ -797,14 +797,16 @@ def _draw_starts(n: int, model: MolVAE, start: torch.Tensor | None, radius: floa
 
 def run_random(oracle: Oracle, surrogate: Surrogate | None, objectives: Sequence[Objective],
                config: OptimizeConfig, start: torch.Tensor | None = None) -> None:
-    """Baseline: batches of prior samples z ~ p(z) (or noise around the seed's z) until the budget is spent."""
+    """Baseline: batches of prior samples z ~ p(z) (or points around the seed's z, decoded greedily
+    and as rewrites of the seed: :class:`_SeedRewrites`) until the budget is spent."""
     generator = torch.Generator(device=oracle.device).manual_seed(config.seed)
+    rewrites = _SeedRewrites.start(oracle, config, start)
     for step in range(1, config.max_rounds + 1):
         if oracle.should_stop(config.max_stale_rounds):
             break
         z = _draw_starts(config.batch_size, oracle.model, start, config.lead_radius, generator, oracle.device,
                          config.prior_spread)
-        oracle.evaluate(z, step)
+        rewrites.evaluate(z, step)
 
 
 def run_gradient(oracle: Oracle, surrogate: Surrogate | None, objectives: Sequence[Objective],
@@ -817,6 +819,7 @@ def run_gradient(oracle: Oracle, surrogate: Surrogate | None, objectives: Sequen
     lengths spread over 0.25x .. 2x ``learning_rate``; the starts, and then every
     ``steps_per_round`` steps all current points, are decoded and scored. A start that yields no
     new molecule for ``restart_patience`` rounds is re-drawn (from the prior, or around the seed).
+    Around a seed each point is decoded greedily and as rewrites of the seed (:class:`_SeedRewrites`).
     """
     if surrogate is None:
         raise ValueError("gradient ascent needs a surrogate (a property head or an ensemble)")
@@ -840,9 +843,10 @@ def run_gradient(oracle: Oracle, surrogate: Surrogate | None, objectives: Sequen
             value = value - config.distance_weight * 0.5 * (points - anchor).pow(2).sum(dim=1)
         return value, mean  # (N,), (N,)
 
+    rewrites = _SeedRewrites.start(oracle, config, start)
     with torch.no_grad():
         _, predicted = ascent_objective(z)
-    oracle.evaluate(z, 0, proposer_score=predicted)  # the starts themselves (near a seed: the most similar)
+    rewrites.evaluate(z, 0, proposer_score=predicted)  # the starts themselves (near a seed: the most similar)
     for round_ in range(1, config.max_rounds + 1):
         if oracle.should_stop(config.max_stale_rounds):
             break
@@ -853,7 +857,7 @@ def run_gradient(oracle: Oracle, surrogate: Surrogate | None, objectives: Sequen
             z = (points + step_length * grad / grad.norm(dim=1, keepdim=True).clamp(min=1e-12)).detach()
         with torch.no_grad():
             _, predicted = ascent_objective(z)
-        outcomes = oracle.evaluate(z, round_, proposer_score=predicted)
+        outcomes = rewrites.evaluate(z, round_, proposer_score=predicted)
         found = torch.tensor([o.status == "new" for o in outcomes], device=device)  # (N,)
         stale = torch.where(found, torch.zeros_like(stale), stale + 1)
         restart = stale >= config.restart_patience  # (N,)
@@ -882,7 +886,8 @@ def run_bo(oracle: Oracle, surrogate: Surrogate | None, objectives: Sequence[Obj
     on the best point, its side shaped by the GP's lengthscales (TuRBO). The box doubles after 3
     improving rounds or after a round that found no new molecule (all repeats), halves after
     repeated failures and is reset when it gets too small. Points without a score (invalid,
-    filtered, below the floor) enter the GP with the worst observed score. Randomness comes from
+    filtered, below the floor) enter the GP with the worst observed score; around a seed a point's
+    score is the best of its greedy decode and its rewrites of the seed (:class:`_SeedRewrites`). Randomness comes from
     ``config.seed``; BoTorch's global-RNG use is confined with ``botorch.utils.sampling.manual_seed``,
     which restores the global state.
     """
@@ -918,7 +923,8 @@ def run_bo(oracle: Oracle, surrogate: Surrogate | None, objectives: Sequence[Obj
     if start is not None:
         initial[0] = centre  # the seed's own encoding
     initial_x = ((initial - lower) / width).clamp(0.0, 1.0)  # (I, D)
-    observe(initial_x, oracle.evaluate(to_latent(initial_x), step=0))
+    rewrites = _SeedRewrites.start(oracle, config, start)
+    observe(initial_x, rewrites.evaluate(to_latent(initial_x), 0))
 
     length_init, length_min, length_max = 0.8, 0.5**7, 1.6
     length, successes, failures = length_init, 0, 0
@@ -938,7 +944,7 @@ def run_bo(oracle: Oracle, surrogate: Surrogate | None, objectives: Sequence[Obj
             candidates, gp_mean = tr_lower + uniform * (tr_upper - tr_lower), None  # (q, D)
         else:
             candidates, gp_mean, hyperparameters = _bo_proposal(xs, ys, hyperparameters, length, batch, round_, config)
-        outcomes = oracle.evaluate(to_latent(candidates), round_, proposer_score=gp_mean)
+        outcomes = rewrites.evaluate(to_latent(candidates), round_, proposer_score=gp_mean)
         new_scores = [s for s in observe(candidates.detach(), outcomes) if s is not None]
         if not any(o.status == "new" for o in outcomes):
             length, failures = min(2.0 * length, length_max), 0  # only repeats: look wider
@@ -1109,10 +1115,8 @@ def run_neighbourhood(oracle: Oracle, surrogate: Surrogate | None, objectives: S
         if start is not None:
             passed = sum(o.status in _ABOVE_FLOOR for o in explored) / len(explored)
             radius = _adapt_radius(radius, passed, config)
-            if rewrites:  # the share of rewrites (the sampled decodes) above the floor sets how much they change
-                written = [s for o in explored for s in o.statuses[-(oracle.decodes_per_point - 1):]]
-                share = sum(s in _ABOVE_FLOOR for s in written) / max(len(written), 1)
-                oracle.rewrite_span = _adapt_share(oracle.rewrite_span, share, 0.05, 1.0)
+            if rewrites:
+                _adapt_rewrite_span(oracle, explored)
         elif step > 1:
             repeated = sum(o.status == "duplicate" for o in explored) / len(explored)
             radius = _adapt_radius(radius, repeated, config)
@@ -1124,6 +1128,42 @@ def run_neighbourhood(oracle: Oracle, surrogate: Surrogate | None, objectives: S
         if fresh:
             drawn = _draw_starts(fresh, oracle.model, None, config.lead_radius, generator, device, config.prior_spread)
             z = torch.cat([drawn, z])  # (N, Z): fresh draws first
+
+
+def _adapt_rewrite_span(oracle: Oracle, outcomes: Sequence[PointOutcome]) -> None:
+    """The share of rewrites (each point's sampled decodes) at or above the floor sets how much
+    they change: the cut span grows above 60 % and shrinks below 20 %."""
+    written = [s for o in outcomes for s in o.statuses[-(oracle.decodes_per_point - 1):]]
+    share = sum(s in _ABOVE_FLOOR for s in written) / max(len(written), 1)
+    oracle.rewrite_span = _adapt_share(oracle.rewrite_span, share, 0.05, 1.0)
+
+
+@dataclass
+class _SeedRewrites:
+    """Random sampling, gradient ascent and BO around a seed: every point's sampled decodes are
+    rewrites of the seed's SELFIES (as the neighbourhood search rewrites its parents), their cut span
+    adapted to the share above the floor. Off (plain decodes) without a seed, with ``rewrites = 0``
+    or for a seed the model cannot read."""
+
+    oracle: Oracle
+    template: list[int] | None
+
+    @classmethod
+    def start(cls, oracle: Oracle, config: OptimizeConfig, start: torch.Tensor | None) -> _SeedRewrites:
+        if config.rewrites <= 0 or start is None or oracle.reference is None:
+            return cls(oracle, None)
+        template = oracle.encodings([oracle.reference]).get(oracle.reference, (None, None))[1]
+        if template is not None:
+            oracle.decodes_per_point = max(oracle.decodes_per_point, 1 + config.rewrites)
+            oracle.rewrite_span = _REWRITE_SPAN
+        return cls(oracle, template)
+
+    def evaluate(self, z: torch.Tensor, step: int, proposer_score: torch.Tensor | None = None) -> list[PointOutcome]:
+        if self.template is None:
+            return self.oracle.evaluate(z, step, proposer_score=proposer_score)
+        outcomes = self.oracle.evaluate(z, step, proposer_score, templates=[self.template] * z.size(0))
+        _adapt_rewrite_span(self.oracle, outcomes)
+        return outcomes
 
 
 @dataclass(frozen=True)
