@@ -7,6 +7,7 @@ layers, ``H`` decoder hidden size, ``P`` properties.
 from __future__ import annotations
 
 import math
+import dataclasses
 from dataclasses import dataclass, field
 
 import torch
@@ -14,7 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence
 
-from molvae.vocab import BOS_ID, PAD_ID, UNK_ID
+from molvae.vocab import BOS_ID, PAD_ID, SPECIAL_TOKENS, UNK_ID
 
 __all__ = ["ExemplarPrior", "FlowPrior", "LossTerms", "MixturePrior", "ModelConfig", "MolVAE", "VAEOutput", "gaussian_kl",
            "gaussian_log_prob", "mmd_to_samples", "property_head", "vae_loss"]
@@ -269,6 +270,28 @@ class MolVAE(nn.Module):
         if self.exemplars is not None and held is not None:
             self.exemplars.resize(held.shape[0])  # as many as were fitted (none while training)
         return super().load_state_dict(state_dict, strict, assign)
+
+    @torch.no_grad()
+    def grow_vocabulary(self, size: int) -> None:
+        """Room for ``size - vocab_size`` new symbols at the end of the vocabulary (fine-tuning on
+        data that holds symbols the model has not seen). Every existing weight is kept; a new
+        symbol's embedding starts at the mean of the known symbols' embeddings, and its output row
+        at zero weight with the lowest known bias: the logits of known symbols do not change, and a
+        new one starts unlikely until training teaches it."""
+        old = self.config.vocab_size
+        if size < old:
+            raise ValueError(f"a vocabulary cannot shrink ({old} -> {size} symbols)")
+        if size == old:
+            return
+        first = len(SPECIAL_TOKENS)
+        embedding = nn.Embedding(size, self.config.embedding_dim, padding_idx=PAD_ID).to(self.embedding.weight)
+        embedding.weight[:old] = self.embedding.weight
+        embedding.weight[old:] = self.embedding.weight[first:].mean(dim=0)
+        output = nn.Linear(self.config.decoder_hidden, size).to(self.output.weight)
+        output.weight[:old], output.bias[:old] = self.output.weight, self.output.bias
+        output.weight[old:], output.bias[old:] = 0.0, self.output.bias[first:].min()
+        self.embedding, self.output = embedding, output
+        self.config = dataclasses.replace(self.config, vocab_size=size)
 
     def prior_log_prob(self, z: torch.Tensor) -> torch.Tensor:
         """log p(z) (B,) under the model's prior."""

@@ -114,6 +114,20 @@ def _initial_model(config: RunConfig) -> tuple[MolVAE, Vocabulary, int, torch.Te
     return model, vocab, int(payload["max_length"]), _carried_hashes(payload)
 
 
+def _learn_new_symbols(model: MolVAE, vocab: Vocabulary, prepared: PreparedData) -> Vocabulary:
+    """``vocab`` with the SELFIES symbols of the data it lacks appended, and ``model`` grown to
+    match (:meth:`MolVAE.grow_vocabulary`): fine-tuning then learns them instead of rejecting
+    the molecules that hold them."""
+    new = sorted({symbol for selfies in prepared.kept["selfies"] for symbol in vocab.unknown_symbols(selfies)})
+    if not new:
+        return vocab
+    extended = vocab.extended(new)
+    model.grow_vocabulary(len(extended))
+    log.info("fine-tuning learns %d symbol(s) the starting model lacks: %s (train.new_symbols = false rejects "
+             "their molecules instead)", len(new), " ".join(new))
+    return extended
+
+
 def _carried_hashes(payload: dict[str, Any]) -> torch.Tensor:
     """The training-set hashes a checkpoint carries (empty for older checkpoints)."""
     hashes = payload["meta"].get("training_hashes")
@@ -186,6 +200,8 @@ def _train_run(data_path, config: RunConfig, out: Path, tracker: Tracker, resume
             raise CheckpointError(f"{out / LAST} holds no training state to resume from")
     elif config.train.init:
         model, vocab, init_length, earlier_hashes = _initial_model(config)
+        if config.train.new_symbols:
+            vocab = _learn_new_symbols(model, vocab, prepared)
         config = dataclasses.replace(config, model=dataclasses.replace(model.config, vocab_size=0))
     else:
         vocab = Vocabulary.build(prepared.kept["selfies"])

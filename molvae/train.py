@@ -60,6 +60,7 @@ class TrainConfig:
     eval_reconstruct: int = 500  # held-out molecules decoded greedily per epoch
     seed: int = 0  # seeds batch order, noise and evaluation samples
     init: str = ""  # start from this checkpoint's weights, vocabulary and prior ("pretrained" / "pretrained-lead" = a shipped model)
+    new_symbols: bool = True  # with init: SELFIES symbols of the data the starting model lacks join its vocabulary and are learned (false: those rows are rejected)
     device: str = "auto"  # auto, cpu, cuda or cuda:N
     precision: str = "auto"  # auto (fp16 autocast on CUDA, fp32 on CPU), fp32, fp16 or bf16
     num_threads: int = 0  # CPU threads for torch (0 = torch's default)

@@ -78,6 +78,14 @@ class Vocabulary:
                 symbols.append(self.tokens[i])
         return "".join(symbols)
 
+    def extended(self, symbols: Iterable[str]) -> Vocabulary:
+        """This vocabulary with the new ones of ``symbols`` appended (sorted): every id it had stays.
+
+        >>> Vocabulary(["[C]", "[O]"]).extended(["[Si]", "[C]"]).symbols
+        ['[C]', '[O]', '[Si]']
+        """
+        return Vocabulary([*self.symbols, *sorted(set(symbols) - set(self.symbols))])
+
     def to_dict(self) -> dict[str, list[str]]:
         """JSON-compatible form, stored inside checkpoints."""
         return {"special_tokens": list(SPECIAL_TOKENS), "symbols": self.symbols}

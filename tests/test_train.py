@@ -193,8 +193,10 @@ def test_epoch_metrics_show_collapse_guards(tmp_path):
     assert result.molecules_per_second > 0
 
 
-def test_fine_tuning_starts_from_a_checkpoint(trained_run, tmp_path):
-    """train.init keeps the checkpoint's architecture and vocabulary; rows it cannot read are rejected."""
+def test_fine_tuning_starts_from_a_checkpoint_and_learns_new_symbols(trained_run, tmp_path):
+    """train.init keeps the checkpoint's architecture, vocabulary and weights; a symbol of the data
+    the model lacks joins the vocabulary (its molecule is trained on), or with train.new_symbols =
+    false the molecule is rejected."""
     from molvae.chem import StandardizeOptions, clean_smiles
     from molvae.pipeline import train_run
 
@@ -202,20 +204,45 @@ def test_fine_tuning_starts_from_a_checkpoint(trained_run, tmp_path):
 
     start = load_model(trained_run.out_dir / "model.pt")
     candidates = ["CC[Se]CC", "BrC(Br)(Br)Br", "C1=CC=CC=CC=C1", "O=[N+]([O-])c1ccccc1", "CC(C)(C)[Si](C)(C)C"]
-    unreadable = next(s for s in candidates
-                      if (sel := clean_smiles(s, StandardizeOptions(), 100)[1]) and start.vocab.unknown_symbols(sel))
+    unreadable, selfies, new = next((s, sel, unknown) for s in candidates
+                                    if (sel := clean_smiles(s, StandardizeOptions(), 100)[1])
+                                    and (unknown := start.vocab.unknown_symbols(sel)))
     table = pd.read_csv(MOLECULES_CSV)
     table = pd.concat([table, pd.DataFrame({"SMILES": [unreadable]})], ignore_index=True)
     data = tmp_path / "data.csv"
     table.to_csv(data, index=False)
-    config = tiny_config(tmp_path, f'train.init="{trained_run.out_dir / "model.pt"}"', "train.epochs=1",
-                         "model.latent_dim=4")
-    summary = train_run(data, config, tmp_path / "tuned")
+    init = f'train.init="{trained_run.out_dir / "model.pt"}"'
+
+    summary = train_run(data, tiny_config(tmp_path, init, "train.epochs=1", "model.latent_dim=4"), tmp_path / "tuned")
     tuned = load_model(tmp_path / "tuned" / "model.pt")
     assert tuned.model.config.latent_dim == start.model.config.latent_dim  # [model] came from the checkpoint
-    assert tuned.vocab.symbols == start.vocab.symbols
-    rejected = pd.read_csv(tmp_path / "tuned" / "rejected.csv")
+    assert tuned.vocab.symbols == start.vocab.symbols + sorted(set(new))  # every known symbol keeps its id
+    assert tuned.model.config.vocab_size == len(tuned.vocab) == tuned.model.output.out_features
+    assert summary.data_counts["rows_rejected"] == 0 and not tuned.vocab.unknown_symbols(selfies)
+
+    rejecting = tiny_config(tmp_path, init, "train.epochs=1", "train.new_symbols=false")
+    summary = train_run(data, rejecting, tmp_path / "kept_vocabulary")
+    assert load_model(tmp_path / "kept_vocabulary" / "model.pt").vocab.symbols == start.vocab.symbols
+    rejected = pd.read_csv(tmp_path / "kept_vocabulary" / "rejected.csv")
     assert rejected["reason"].tolist() == ["unknown_token"] and summary.data_counts["rejected_unknown_token"] == 1
+
+
+def test_a_grown_vocabulary_keeps_every_prediction():
+    """Known weights and the logits of known symbols are unchanged; a new symbol's logit starts at
+    the lowest known bias (zero output weight) and its embedding at the known symbols' mean."""
+    torch.manual_seed(0)
+    model = MolVAE(dataclasses.replace(SMALL, vocab_size=12)).eval()
+    z, inputs = torch.randn(3, SMALL.latent_dim), torch.randint(4, 12, (3, 7))
+    before = model.decode_logits(z, inputs)
+    embedding = model.embedding.weight.clone()
+    model.grow_vocabulary(15)
+    after = model.decode_logits(z, inputs)
+    assert after.shape == (3, 7, 15) and model.config.vocab_size == 15
+    assert torch.equal(model.embedding.weight[:12], embedding) and torch.equal(after[..., :12], before)
+    assert torch.allclose(after[..., 12:], model.output.bias[4:12].min().expand(3, 7, 3))
+    assert torch.allclose(model.embedding.weight[12:], embedding[4:].mean(dim=0).expand(3, -1))
+    with pytest.raises(ValueError, match="shrink"):
+        model.grow_vocabulary(10)
 
 
 def test_fine_tuning_adds_a_property_head_to_a_model_without_one(trained_run, tmp_path):
