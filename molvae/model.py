@@ -6,8 +6,8 @@ layers, ``H`` decoder hidden size, ``P`` properties.
 
 from __future__ import annotations
 
-import math
 import dataclasses
+import math
 from dataclasses import dataclass, field
 
 import torch

@@ -638,6 +638,13 @@ class Oracle:
             self._encodings.update((new[position], None) for position, _, _ in encoded.rejected)
         return {s: self._encodings[s] for s in smiles if self._encodings[s] is not None}
 
+    def reference_template(self) -> list[int] | None:
+        """The reference molecule's SELFIES symbol ids, the template of rewrites around it (None
+        without a reference, or when the model cannot read it)."""
+        if self.reference is None:
+            return None
+        return self.encodings([self.reference]).get(self.reference, (None, None))[1]
+
     @torch.no_grad()
     def _annotate(self, z: torch.Tensor) -> list[dict[str, Any]]:
         if self.surrogate is None:
@@ -657,7 +664,7 @@ class Oracle:
 
         ``proposer_score`` (N,) is what the proposing model predicted for each point; it is
         stored on the candidates for the surrogate-gap report. ``templates`` (one token string
-        per point, :meth:`template`) turns the sampled decodes into rewrites of them.
+        per point, :meth:`encodings`) turns the sampled decodes into rewrites of them.
         """
         z = z.detach().to(self.device, torch.float32)  # (N, Z)
         calls_before = self.stats.calls
@@ -1092,7 +1099,7 @@ def run_neighbourhood(oracle: Oracle, surrogate: Surrogate | None, objectives: S
     spread = torch.logspace(-2, 1, n - fresh, base=2.0, device=device).unsqueeze(1)  # (N - F, 1) 0.25x .. 2x
     n_elites = config.neighbourhood_elites or (1 if start is not None else _ELITES_FROM_RANDOM_STARTS)
     oracle.rewrite_span = _REWRITE_SPAN
-    seed_template = oracle.encodings([oracle.reference]).get(oracle.reference, (None, None))[1] if rewrites else None
+    seed_template = oracle.reference_template() if rewrites else None
     elites: list[_Elite] = []  # the best new molecules, best first
     seed_point = [_Elite(math.nan, start.detach().to(device), seed_template, oracle.reference)] if start is not None else []
     if start is None:
@@ -1150,9 +1157,7 @@ class _SeedRewrites:
 
     @classmethod
     def start(cls, oracle: Oracle, config: OptimizeConfig, start: torch.Tensor | None) -> _SeedRewrites:
-        if config.rewrites <= 0 or start is None or oracle.reference is None:
-            return cls(oracle, None)
-        template = oracle.encodings([oracle.reference]).get(oracle.reference, (None, None))[1]
+        template = oracle.reference_template() if config.rewrites > 0 and start is not None else None
         if template is not None:
             oracle.decodes_per_point = max(oracle.decodes_per_point, 1 + config.rewrites)
             oracle.rewrite_span = _REWRITE_SPAN
