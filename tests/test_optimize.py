@@ -514,7 +514,7 @@ def test_floor_to_input_holds_the_floor_against_the_seed_as_written_too(loaded):
 def test_neighbourhood_around_a_seed_rewrites_the_seed_and_its_best_molecules(loaded, monkeypatch):
     """Around a seed the sampled decodes are rewrites: the first round's templates are the seed's
     SELFIES, later ones the seed's or a molecule the search scored (parents at their own encoding)."""
-    from molvae.chem import encode_selfies
+    from molvae.sample import encode_smiles
 
     rounds = []
     evaluate = Oracle.evaluate
@@ -528,8 +528,9 @@ def test_neighbourhood_around_a_seed_rewrites_the_seed_and_its_best_molecules(lo
                                         "max_stale_rounds": 4}, FAST)
     (result,) = optimize_leads(loaded, [CAFFEINE], parse_objectives("qed:max"), "neighbourhood", config)
 
-    def template(smiles):
-        return tuple(loaded.vocab.encode(encode_selfies(smiles))[1:-1])
+    def template(smiles):  # the standardized molecule's SELFIES, as the model reads it; a parent it
+        encoded = encode_smiles(loaded, [smiles])  # cannot read gets an empty one (a plain sampled decode)
+        return tuple(loaded.vocab.encode(encoded.selfies[0])[1:-1]) if len(encoded.index) else ()
 
     assert set(rounds[0]) == {template(result.smiles)}
     allowed = {template(result.smiles)} | {template(c.smiles) for c in result.candidates}
