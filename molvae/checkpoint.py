@@ -7,7 +7,6 @@ Every field is a tensor, number, string, list or dict, so the file loads with
 from __future__ import annotations
 
 import os
-import tempfile
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any
@@ -16,6 +15,7 @@ import torch
 
 from molvae.chem import SELFIES_CONSTRAINTS, StandardizeOptions
 from molvae.data import DataConfig
+from molvae.files import write_atomically
 from molvae.model import ModelConfig, MolVAE
 from molvae.trainset import TrainingSetIndex
 from molvae.vocab import Vocabulary
@@ -90,7 +90,6 @@ def save_checkpoint(path: str | os.PathLike, model: MolVAE, vocab: Vocabulary, m
                     meta: dict[str, Any] | None = None, train_state: dict[str, Any] | None = None) -> Path:
     """Write the checkpoint atomically (temporary file + rename): a crash never leaves half a file."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     payload = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
@@ -102,16 +101,7 @@ def save_checkpoint(path: str | os.PathLike, model: MolVAE, vocab: Vocabulary, m
         "meta": meta or {},
         "train_state": train_state,
     }
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(payload, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomically(path, lambda f: torch.save(payload, f))
     return path
 
 

@@ -15,10 +15,10 @@ import json
 import logging
 import os
 import re
-import tempfile
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 import pandas as pd
@@ -26,6 +26,7 @@ import torch
 from tqdm.auto import tqdm
 
 from molvae.chem import StandardizeOptions, clean_smiles_list, to_mol
+from molvae.files import write_atomically
 from molvae.parallel import ChunkMapper
 from molvae.vocab import PAD_ID, Vocabulary
 
@@ -328,7 +329,6 @@ def _cache_file(config: DataConfig, source_hash: str) -> Path | None:
 
 
 def _save_cache(prepared: PreparedData, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
     payload = {
         "kept": prepared.kept.to_dict(orient="list"),
         "rejected": prepared.rejected.to_dict(orient="list"),
@@ -337,16 +337,12 @@ def _save_cache(prepared: PreparedData, path: Path) -> None:
         "smiles_column": prepared.smiles_column,
         "label_columns": prepared.label_columns,
     }
-    # a temporary file of this writer's own: two runs preparing the same data at once each write
-    # theirs, and the second rename replaces the first with the same content
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as raw, gzip.open(raw, "wt", encoding="utf-8", compresslevel=3) as f:
+
+    def write(raw: BinaryIO) -> None:
+        with gzip.open(raw, "wt", encoding="utf-8", compresslevel=3) as f:
             json.dump(payload, f)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+
+    write_atomically(path, write)
 
 
 def _load_cache(path: Path) -> PreparedData:

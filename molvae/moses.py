@@ -42,7 +42,6 @@ import importlib.resources
 import io
 import logging
 import math
-import os
 import subprocess
 import sys
 import tempfile
@@ -61,6 +60,7 @@ from rdkit.Chem.rdFingerprintGenerator import GetMorganGenerator
 from rdkit.Chem.Scaffolds import MurckoScaffold
 
 from molvae.chem import PROPERTIES, to_mol, without_rdkit_log
+from molvae.files import write_atomically
 from molvae.parallel import ChunkMapper
 
 __all__ = [
@@ -214,11 +214,7 @@ def load_moses(data_dir: Path, splits: Sequence[str] = MOSES_SPLITS) -> dict[str
 
 
 def _write_atomically(path: Path, content: bytes) -> None:
-    """Write ``content`` to ``path`` so that a reader never sees a half-written file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f".{path.name}.{os.getpid()}.part")
-    partial.write_bytes(content)
-    os.replace(partial, path)
+    write_atomically(path, lambda f: f.write(content))
 
 
 # --- per-molecule pieces ------------------------------------------------------------------------
