@@ -208,7 +208,8 @@ def _train_run(data_path, config: RunConfig, out: Path, tracker: Tracker, resume
         model = MolVAE(dataclasses.replace(config.model, vocab_size=len(vocab)))
     if model.exemplars is not None and not resume:
         model.exemplars.resize(0)  # fitted to this run's training molecules when it ends (not a starting model's)
-    if resume or config.train.init:  # a vocabulary not built on this data: rows it cannot read are rejected
+    if resume or (config.train.init and not config.train.new_symbols):  # a vocabulary not built (or extended) on
+        # this data: rows it cannot read are rejected
         prepared = prepared.restrict_to_vocabulary(vocab)
     counts = prepared.counts()
     if main:
