@@ -277,12 +277,16 @@ def _encoded_frame(encoded, inputs: Sequence[str]):
 
 
 def _encode_input(args: argparse.Namespace):
-    """Load the model and encode the SMILES of ``--input``: ``(loaded, encoded, kept, rejected)``."""
-    from molvae.sample import encode_smiles
+    """Load the model and encode the SMILES of ``--input`` (refined by ``--refine`` steps):
+    ``(loaded, encoded, kept, rejected)``."""
+    from molvae.sample import REFINE_STEPS, encode_smiles
 
+    steps = REFINE_STEPS if args.refine is None else args.refine
+    if steps < 0:
+        raise UserError(f"--refine must be at least 0, got {steps}")
     loaded = _load(args, args.device)
     inputs = _read_smiles(args.input, args.smiles_column)
-    encoded = encode_smiles(loaded, inputs)
+    encoded = encode_smiles(loaded, inputs, refine=steps)
     return (loaded, encoded, *_encoded_frame(encoded, inputs))
 
 
@@ -538,6 +542,12 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument(name, required=True, help="CSV/TSV/.smi file (gzip allowed) with a SMILES column")
         p.add_argument("--smiles-column", default="", help="name of the SMILES column (default: found by name)")
 
+    def refine_arg(p: argparse.ArgumentParser, default: int | None) -> None:
+        p.add_argument("--refine", type=int, default=default, metavar="STEPS",
+                       help="move each encoding by this many gradient steps toward a point the decoder writes the "
+                            "molecule from (0 = the encoder mean; default "
+                            + ("10, molvae.sample.REFINE_STEPS" if default is None else str(default)) + ")")
+
     p = sub.add_parser("train", help="train a model on a SMILES file; samples and evaluates the best model",
                        description="Clean and encode the data, train the VAE with checkpoints (model.pt = best, "
                                    "last.pt = latest), then sample from the best model and write the outputs. "
@@ -598,6 +608,7 @@ def build_parser() -> argparse.ArgumentParser:
     model_args(p, "lead")
     input_args(p)
     p.add_argument("--out", required=True)
+    refine_arg(p, 0)
     p.set_defaults(func=cmd_encode)
 
     p = sub.add_parser("reconstruct", help="encode and decode molecules; report exact matches and similarity")
@@ -607,6 +618,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--beam", type=int, default=10,
                    help="decode by beam search of this width, keeping the likeliest canonical decode; "
                         "1 = greedy (default 10)")
+    refine_arg(p, None)
     p.set_defaults(func=cmd_reconstruct)
 
     p = sub.add_parser("score", help="per-molecule negative ELBO: an out-of-distribution score to sort by")

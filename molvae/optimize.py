@@ -156,6 +156,8 @@ class OptimizeConfig:
     # not only against the standardized (largest fragment, neutralized) seed the model encodes (JT-VAE's convention)
     rewrites: int = 6  # around a seed (every method): rewrites of the parent molecule's SELFIES (the seed's, for
     # random, gradient and bo) from a late cut beside each greedy decode, instead of sampled decodes; 0 = one sampled decode
+    refine_steps: int = 10  # lead optimization starts from each seed's encoding refined by this many steps toward a
+    # point the decoder writes the seed from (molvae.sample.refine_latents); 0 = the encoder mean
 
     def __post_init__(self) -> None:
         positive = ("budget", "batch_size", "decodes_per_point", "decode_beam", "max_rounds", "max_stale_rounds",
@@ -184,7 +186,7 @@ class OptimizeConfig:
         if isinstance(self.neighbourhood_elites, bool) or not isinstance(self.neighbourhood_elites, int) \
                 or self.neighbourhood_elites < 0:
             raise ValueError(f"optimize.neighbourhood_elites must be an integer >= 0, got {self.neighbourhood_elites!r}")
-        for name in ("screen_top", "rewrites"):
+        for name in ("screen_top", "rewrites", "refine_steps"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 raise ValueError(f"optimize.{name} must be an integer >= 0, got {value!r}")
@@ -1455,7 +1457,8 @@ def optimize_leads(loaded: LoadedModel, seeds: Sequence[str], objectives: Sequen
                    progress: Callable[[LeadResult], None] | None = None) -> list[LeadResult]:
     """Optimize each seed molecule from its own encoding with its own oracle and budget.
 
-    Seeds are standardized (largest fragment, neutralized) and encoded; the start score and
+    Seeds are standardized (largest fragment, neutralized) and encoded (the encoding refined by
+    ``config.refine_steps``, :func:`molvae.sample.refine_latents`); the start score and
     the similarity floor (``config.min_similarity``, Tanimoto of Morgan r=2 fingerprints) refer
     to the standardized seed, so a bare neutralization never counts as an improvement; with
     ``config.floor_to_input`` the floor holds against the seed as written too. The seed
@@ -1465,7 +1468,7 @@ def optimize_leads(loaded: LoadedModel, seeds: Sequence[str], objectives: Sequen
     optimizer = _check_method(method)
     if method == "gradient" and surrogate is None:
         raise ValueError("method 'gradient' needs a surrogate (a property head or an ensemble)")
-    encoded = encode_smiles(loaded, seeds)
+    encoded = encode_smiles(loaded, seeds, refine=config.refine_steps)
     rejected = {position: f"{reason}: {detail}".rstrip(": ") for position, reason, detail in encoded.rejected}
     rows = {position: row for row, position in enumerate(encoded.index)}
     results = []

@@ -33,6 +33,7 @@ __all__ = [
     "encode_smiles",
     "generate_tokens",
     "interpolate",
+    "refine_latents",
     "rewrite_tokens",
     "sample_around",
     "sample_prior",
@@ -312,17 +313,18 @@ class EncodedSmiles:
     index: list[int]  # positions in the input that were encoded
     smiles: list[str]  # their canonical SMILES
     selfies: list[str]  # their SELFIES
-    mu: torch.Tensor  # (N, Z)
+    mu: torch.Tensor  # (N, Z): the encoder means, or with ``refine`` the refined points
     logvar: torch.Tensor  # (N, Z)
     rejected: list[tuple[int, str, str]]  # (position, reason, detail) for the others
 
 
 @torch.no_grad()
 def encode_smiles(loaded: LoadedModel, smiles: Sequence[str], batch_size: int = 1024,
-                  options: StandardizeOptions | None = None, workers: int | None = 1) -> EncodedSmiles:
+                  options: StandardizeOptions | None = None, workers: int | None = 1, refine: int = 0) -> EncodedSmiles:
     """Standardize (by default as the model's training data was; in ``workers`` processes for large
     inputs, 0 = one per core), SELFIES-encode and encode SMILES to (mu, logvar); reject what the
-    model cannot read."""
+    model cannot read. ``refine`` > 0: each mu is then moved by that many steps of
+    :func:`refine_latents` toward a point the decoder writes the molecule from."""
     options = options or loaded.standardize_options
     vocab = loaded.vocab
     max_tokens = loaded.max_length - 2
@@ -352,7 +354,49 @@ def encode_smiles(loaded: LoadedModel, smiles: Sequence[str], batch_size: int = 
             mu, logvar = loaded.model.encode(tokens, lengths)
             mus.append(mu.float().cpu())
             logvars.append(logvar.float().cpu())
-    return EncodedSmiles(index, canonical, selfies, torch.cat(mus), torch.cat(logvars), rejected)
+    mu = torch.cat(mus)
+    if refine > 0 and selfies:
+        mu = refine_latents(loaded, selfies, mu, steps=refine, batch_size=batch_size)
+    return EncodedSmiles(index, canonical, selfies, mu, torch.cat(logvars), rejected)
+
+
+REFINE_STEPS = 10  # the default of the commands that read molecules (docs/benchmarks.md, "Refined encodings")
+REFINE_LEARNING_RATE = 0.05
+
+
+def refine_latents(loaded: LoadedModel, selfies: Sequence[str], mu: torch.Tensor, steps: int = REFINE_STEPS,
+                   learning_rate: float = REFINE_LEARNING_RATE, batch_size: int = 1024) -> torch.Tensor:
+    """Latent points (N, Z) from which the decoder writes each molecule more likely than from its
+    encoder mean: ``steps`` Adam steps from ``mu`` on the decoder's teacher-forced negative
+    log-likelihood of the molecule's SELFIES, with encoder and decoder frozen.
+
+    The encoder is one network amortized over all molecules, so its mean is not the best point for
+    any one of them (the amortization gap; Cremer et al. 2018, and Kim et al. 2018's semi-amortized
+    VAE, which refines the same way). Each molecule's steps depend on its own loss only (Adam is
+    per coordinate), so batching does not change the result. On the shipped lead model, 10 steps
+    raise greedy exact reconstruction of the 800 constrained-benchmark leads from 0.57 to 0.96.
+    """
+    if steps < 0:
+        raise ValueError(f"refine steps must be >= 0, got {steps}")
+    if steps == 0 or len(selfies) == 0:
+        return mu
+    model = loaded.model
+    data = tokenize(list(selfies), list(selfies), loaded.vocab)  # (its SMILES column is not read here)
+    refined = []
+    for start in range(0, len(data), batch_size):
+        batch = torch.arange(start, min(start + batch_size, len(data)))
+        tokens, _ = data.batch(batch, loaded.device)
+        z = mu[batch].to(loaded.device, torch.float32).clone().requires_grad_(True)
+        optimizer = torch.optim.Adam([z], lr=learning_rate)
+        with torch.enable_grad():
+            for _ in range(steps):
+                logits = model.decode_logits(z, tokens[:, :-1])  # (B, T-1, V)
+                nll = vae_loss(VAEOutput(logits, z, torch.zeros_like(z), z, None), tokens, kl_weight=0.0).reconstruction
+                (gradient,) = torch.autograd.grad(nll.sum(), z)
+                z.grad = gradient
+                optimizer.step()
+        refined.append(z.detach().cpu())
+    return torch.cat(refined)
 
 
 def interpolate(loaded: LoadedModel, start: str, end: str, steps: int = 8, spherical: bool = True) -> list[str | None]:

@@ -276,3 +276,17 @@ def test_reconstruct_counts_a_failed_decode_as_not_exact(trained_run, tmp_path, 
     assert not table["exact"].iloc[0] and table["tanimoto"].iloc[0] == 0.0
     assert table["tanimoto"].between(0.0, 1.0).all()
     assert "mean Tanimoto of decode to input" in capsys.readouterr().out
+
+
+def test_reconstruct_and_encode_refine_the_encodings_on_request(trained_run, tmp_path, capsys):
+    model = str(trained_run.out_dir / "model.pt")
+    plain, refined = tmp_path / "plain.csv", tmp_path / "refined.csv"
+    assert main(["encode", "--model", model, "--input", str(MOLECULES_CSV), "--out", str(plain)]) == 0  # default 0
+    assert main(["encode", "--model", model, "--input", str(MOLECULES_CSV), "--out", str(refined),
+                 "--refine", "5"]) == 0
+    latent = [pd.read_csv(path).filter(regex=r"^z\d+$").to_numpy() for path in (plain, refined)]
+    assert latent[0].shape == latent[1].shape and not (latent[0] == latent[1]).all()
+    capsys.readouterr()
+    assert main(["reconstruct", "--model", model, "--input", str(MOLECULES_CSV), "--out", str(plain),
+                 "--refine", "-1"]) == 2
+    assert "--refine must be at least 0" in capsys.readouterr().err

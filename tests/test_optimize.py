@@ -225,6 +225,8 @@ def test_oracle_screening_scores_what_the_surrogate_ranks_best_and_keeps_the_res
     assert {c.smiles for c in oracle.candidates} == set(molecules) and oracle.stats.calls == 4
     with pytest.raises(ValueError, match="screen_top"):
         OptimizeConfig(screen_top=-1)
+    with pytest.raises(ValueError, match="refine_steps"):
+        OptimizeConfig(refine_steps=-1)
 
 
 def test_oracle_filters_cost_a_call_but_give_no_score(loaded, monkeypatch):

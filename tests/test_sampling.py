@@ -162,3 +162,35 @@ def test_rewrites_keep_the_template_up_to_a_late_cut_change_it_there_and_stay_cl
         rewrite_tokens(loaded, encoded.mu, templates, span=0.0)
     with pytest.raises(ValueError, match="templates"):
         rewrite_tokens(loaded, encoded.mu, templates[:3])
+
+
+def test_refined_encodings_are_written_back_likelier_and_batching_does_not_change_them():
+    import pandas as pd
+    import pytest
+
+    from molvae.data import tokenize
+    from molvae.model import VAEOutput, vae_loss
+    from molvae.sample import decode_latents, encode_smiles, refine_latents
+
+    from .conftest import MOLECULES_CSV
+
+    loaded = _shipped("lead.pt")
+    smiles = pd.read_csv(MOLECULES_CSV)["SMILES"].tolist()[:48]
+    plain = encode_smiles(loaded, smiles)
+    refined = encode_smiles(loaded, smiles, refine=10)
+    assert torch.equal(refine_latents(loaded, plain.selfies, plain.mu, steps=0), plain.mu)
+    assert torch.allclose(refine_latents(loaded, plain.selfies, plain.mu, steps=10, batch_size=5), refined.mu, atol=1e-5)
+    assert torch.equal(refined.logvar, plain.logvar) and refined.smiles == plain.smiles
+
+    tokens, _ = tokenize(plain.selfies, plain.smiles, loaded.vocab).batch(torch.arange(len(plain.smiles)))
+
+    def nll(z):  # (N,) teacher-forced negative log-likelihood of each molecule's SELFIES
+        with torch.no_grad():
+            logits = loaded.model.decode_logits(z, tokens[:, :-1])
+        return vae_loss(VAEOutput(logits, z, torch.zeros_like(z), z, None), tokens, kl_weight=0.0).reconstruction
+
+    assert (nll(refined.mu) < nll(plain.mu)).float().mean() > 0.9  # nearly every molecule is likelier
+    exact = [sum(d == s for d, s in zip(decode_latents(loaded, e.mu), e.smiles)) for e in (plain, refined)]
+    assert exact[1] > exact[0]
+    with pytest.raises(ValueError, match="refine steps"):
+        refine_latents(loaded, plain.selfies, plain.mu, steps=-1)
