@@ -68,7 +68,7 @@ from molvae.objectives import (
     score_smiles,
     scorer_for,
 )
-from molvae.sample import decode_beams, encode_smiles, generate_tokens, rewrite_tokens
+from molvae.sample import REFINE_STEPS, decode_beams, encode_smiles, generate_tokens, rewrite_tokens
 
 __all__ = [
     "OPTIMIZERS",
@@ -156,7 +156,7 @@ class OptimizeConfig:
     # not only against the standardized (largest fragment, neutralized) seed the model encodes (JT-VAE's convention)
     rewrites: int = 6  # around a seed (every method): rewrites of the parent molecule's SELFIES (the seed's, for
     # random, gradient and bo) from a late cut beside each greedy decode, instead of sampled decodes; 0 = one sampled decode
-    refine_steps: int = 10  # lead optimization starts from each seed's encoding refined by this many steps toward a
+    refine_steps: int = REFINE_STEPS  # lead optimization starts from each seed's encoding refined by this many steps toward a
     # point the decoder writes the seed from (molvae.sample.refine_latents); 0 = the encoder mean
 
     def __post_init__(self) -> None:

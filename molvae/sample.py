@@ -16,7 +16,7 @@ from tqdm.auto import tqdm
 from molvae.checkpoint import LoadedModel
 from molvae.chem import StandardizeOptions, clean_smiles_list, decode_selfies_checked_list, decode_selfies_list
 from molvae.data import tokenize
-from molvae.model import VAEOutput, gaussian_kl, vae_loss
+from molvae.model import MolVAE, VAEOutput, gaussian_kl, vae_loss
 from molvae.parallel import ChunkMapper
 from molvae.vocab import BOS_ID, EOS_ID, PAD_ID, UNK_ID
 
@@ -352,23 +352,21 @@ def encode_smiles(loaded: LoadedModel, smiles: Sequence[str], batch_size: int = 
             batch = torch.arange(start, min(start + batch_size, len(data)))
             tokens, lengths = data.batch(batch, loaded.device)
             mu, logvar = loaded.model.encode(tokens, lengths)
-            mus.append(mu.float().cpu())
+            mus.append(refine_latents(loaded.model, mu, tokens, steps=refine).float().cpu())
             logvars.append(logvar.float().cpu())
-    mu = torch.cat(mus)
-    if refine > 0 and selfies:
-        mu = refine_latents(loaded, selfies, mu, steps=refine, batch_size=batch_size)
-    return EncodedSmiles(index, canonical, selfies, mu, torch.cat(logvars), rejected)
+    return EncodedSmiles(index, canonical, selfies, torch.cat(mus), torch.cat(logvars), rejected)
 
 
 REFINE_STEPS = 10  # the default of the commands that read molecules (docs/benchmarks.md, "Refined encodings")
 REFINE_LEARNING_RATE = 0.05
 
 
-def refine_latents(loaded: LoadedModel, selfies: Sequence[str], mu: torch.Tensor, steps: int = REFINE_STEPS,
-                   learning_rate: float = REFINE_LEARNING_RATE, batch_size: int = 1024) -> torch.Tensor:
+def refine_latents(model: MolVAE, mu: torch.Tensor, tokens: torch.Tensor, steps: int = REFINE_STEPS,
+                   learning_rate: float = REFINE_LEARNING_RATE) -> torch.Tensor:
     """Latent points (N, Z) from which the decoder writes each molecule more likely than from its
     encoder mean: ``steps`` Adam steps from ``mu`` on the decoder's teacher-forced negative
-    log-likelihood of the molecule's SELFIES, with encoder and decoder frozen.
+    log-likelihood of the molecule's token ids ``tokens`` (N, T: BOS, symbols, EOS, padding, as
+    :meth:`TokenizedSet.batch` gives them), with encoder and decoder frozen.
 
     The encoder is one network amortized over all molecules, so its mean is not the best point for
     any one of them (the amortization gap; Cremer et al. 2018, and Kim et al. 2018's semi-amortized
@@ -378,25 +376,21 @@ def refine_latents(loaded: LoadedModel, selfies: Sequence[str], mu: torch.Tensor
     """
     if steps < 0:
         raise ValueError(f"refine steps must be >= 0, got {steps}")
-    if steps == 0 or len(selfies) == 0:
+    if steps == 0:
         return mu
-    model = loaded.model
-    data = tokenize(list(selfies), list(selfies), loaded.vocab)  # (its SMILES column is not read here)
-    refined = []
-    for start in range(0, len(data), batch_size):
-        batch = torch.arange(start, min(start + batch_size, len(data)))
-        tokens, _ = data.batch(batch, loaded.device)
-        z = mu[batch].to(loaded.device, torch.float32).clone().requires_grad_(True)
-        optimizer = torch.optim.Adam([z], lr=learning_rate)
-        with torch.enable_grad():
-            for _ in range(steps):
-                logits = model.decode_logits(z, tokens[:, :-1])  # (B, T-1, V)
-                nll = vae_loss(VAEOutput(logits, z, torch.zeros_like(z), z, None), tokens, kl_weight=0.0).reconstruction
-                (gradient,) = torch.autograd.grad(nll.sum(), z)
-                z.grad = gradient
-                optimizer.step()
-        refined.append(z.detach().cpu())
-    return torch.cat(refined)
+    z = mu.detach().to(torch.float32).clone().requires_grad_(True)
+    optimizer = torch.optim.Adam([z], lr=learning_rate)
+    with torch.enable_grad():
+        for _ in range(steps):
+            (z.grad,) = torch.autograd.grad(_sequence_nll(model, z, tokens).sum(), z)
+            optimizer.step()
+    return z.detach()
+
+
+def _sequence_nll(model: MolVAE, z: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+    """(N,) teacher-forced negative log-likelihood (nats) of each row of ``tokens`` decoded from ``z``."""
+    logits = model.decode_logits(z, tokens[:, :-1])  # (N, T-1, V)
+    return vae_loss(VAEOutput(logits, z, torch.zeros_like(z), z, None), tokens, kl_weight=0.0).reconstruction
 
 
 def interpolate(loaded: LoadedModel, start: str, end: str, steps: int = 8, spherical: bool = True) -> list[str | None]:
@@ -451,9 +445,7 @@ def elbo_scores(loaded: LoadedModel, smiles: Sequence[str], n_samples: int = 1, 
         total = torch.zeros(len(batch), device=loaded.device)
         for _ in range(n_samples):
             z = model.reparameterize(mu, logvar, generator)
-            logits = model.decode_logits(z, tokens[:, :-1])  # (B, T-1, V)
-            terms = vae_loss(VAEOutput(logits, mu, logvar, z, None), tokens, kl_weight=0.0)
-            total += terms.reconstruction
+            total += _sequence_nll(model, z, tokens)
         nll[batch] = (total / n_samples).cpu()
     kl = gaussian_kl(encoded.mu, encoded.logvar).sum(dim=1)
     return encoded, nll, kl
