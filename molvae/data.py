@@ -25,7 +25,7 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from molvae.chem import StandardizeOptions, clean_smiles_list, to_mol
+from molvae.chem import StandardizeOptions, clean_smiles_list, standardize, to_mol
 from molvae.files import write_atomically
 from molvae.parallel import ChunkMapper
 from molvae.vocab import PAD_ID, Vocabulary
@@ -38,6 +38,7 @@ __all__ = [
     "TokenizedSet",
     "length_bucketed_batches",
     "prepare",
+    "excluded_mask",
     "read_smiles_table",
     "standardized_set",
     "tokenize",
@@ -189,11 +190,29 @@ def _clean_all(smiles: list[str], options: StandardizeOptions, max_tokens: int, 
 
 def standardized_set(path: str | os.PathLike, options: StandardizeOptions, workers: int = 0) -> set[str]:
     """The canonical SMILES of the molecules in the SMILES file ``path``, standardized with
-    ``options`` whatever their size: what ``data.exclude`` and ``molvae fit-head --exclude`` remove."""
+    ``options`` whatever their size: what ``data.exclude`` and ``molvae fit-head --exclude`` remove
+    (test with :func:`excluded_mask`). With ``options.neutralize`` off, the set holds each molecule's
+    neutral form as well: another protonation state of a test molecule is the same molecule."""
     table, column = read_smiles_table(path)
     unlimited = replace(options, max_smiles_chars=10**6, max_heavy_atoms=10**6)
     cleaned = _clean_all(table[column].tolist(), unlimited, 10**6, workers)
-    return {canonical for canonical, _, _, _ in cleaned if canonical}
+    forms = {canonical for canonical, _, _, _ in cleaned if canonical}
+    if not options.neutralize:
+        forms |= standardized_set(path, replace(options, neutralize=True), workers)
+    return forms
+
+
+def excluded_mask(smiles: Sequence[str], banned: set[str], options: StandardizeOptions) -> np.ndarray:
+    """Which of the standardized ``smiles`` are in ``banned`` (:func:`standardized_set` with the same
+    ``options``): as written or, when ``options`` keep charges, in their neutral form.
+
+    >>> opts = StandardizeOptions(neutralize=False)
+    >>> excluded_mask(["CC[NH3+]", "CCN", "CCO"], {"CCN"}, opts).tolist()
+    [True, True, False]
+    """
+    neutral = replace(options, neutralize=True, max_smiles_chars=10**6, max_heavy_atoms=10**6)
+    return np.array([s in banned or (not options.neutralize and ("+" in s or "-" in s)
+                                     and standardize(s, neutral)[0] in banned) for s in smiles], dtype=bool)
 
 
 @dataclass
@@ -216,9 +235,9 @@ class PreparedData:
 
     def exclude(self, path: str | os.PathLike, options: StandardizeOptions, workers: int = 0) -> PreparedData:
         """Move kept rows whose molecule is in the SMILES file ``path`` (standardized with ``options``,
-        whatever its size) to the rejected rows (``excluded``)."""
+        whatever its size; any protonation state, :func:`excluded_mask`) to the rejected rows (``excluded``)."""
         banned = standardized_set(path, options, workers)
-        hit = self.kept["smiles"].isin(banned)
+        hit = excluded_mask(self.kept["smiles"].tolist(), banned, options)  # (N,) bool
         moved = pd.DataFrame({"row": self.kept.loc[hit, "row"], "input": self.kept.loc[hit, "input"],
                               "reason": "excluded", "detail": f"in {path}"})
         log.info("excluded %d molecules found in %s (%d molecules)", int(hit.sum()), path, len(banned))

@@ -25,6 +25,7 @@ from tqdm.auto import tqdm
 
 from molvae.chem import PROPERTIES, property_table
 from molvae.checkpoint import LoadedModel
+from molvae.data import excluded_mask
 from molvae.model import MolVAE, property_head
 from molvae.optimize import r2_and_mae
 from molvae.sample import encode_smiles
@@ -55,7 +56,8 @@ def encode_and_label(loaded: LoadedModel, smiles: Sequence[str], names: Sequence
     """Encoder means (N, Z) and RDKit values (N, P) of the molecules the model can read, RDKit can
     score and whose standardized SMILES is not in ``exclude``, and how many were dropped for each."""
     encoded = encode_smiles(loaded, smiles, workers=workers)
-    allowed = [row for row, s in enumerate(encoded.smiles) if s not in exclude]  # excluded ones are not scored
+    hit = excluded_mask(encoded.smiles, set(exclude), loaded.standardize_options)
+    allowed = [row for row in range(len(encoded.smiles)) if not hit[row]]  # excluded ones are not scored
     rows = property_table([encoded.smiles[row] for row in allowed], names, workers, "computing properties")
     y = torch.tensor(rows, dtype=torch.float32).reshape(len(rows), len(names))  # (N', P)
     scored = torch.isfinite(y).all(dim=1)  # (N',)

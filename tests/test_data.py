@@ -174,3 +174,19 @@ def test_length_bucketed_batches_cover_every_index_once():
     assert sorted(flat.tolist()) == list(range(1000))
     spread = [int(lengths[b].max() - lengths[b].min()) for b in batches]
     assert sum(spread) / len(spread) < 5  # near-uniform lengths inside a batch: little padding
+
+
+@pytest.mark.parametrize("neutralize", [True, False])
+def test_exclude_removes_a_test_molecule_in_any_protonation_state(tmp_path, neutralize):
+    """A benchmark molecule written protonated (ZINC) is the same molecule as its neutral form
+    (MOSES): both are removed, whether or not the run keeps charges."""
+    test_set = tmp_path / "test.smi"
+    test_set.write_text("CC[NH3+]\nOC(=O)c1ccccc1\n")
+    train = tmp_path / "train.csv"
+    train.write_text("smiles\nCCN\nCC[NH3+]\n[O-]C(=O)c1ccccc1\nCCO\nCC[NH2+]C\nc1ccccc1\n")
+    prepared = prepare(train, config(tmp_path, exclude=str(test_set), neutralize=neutralize, max_reject_fraction=1.0))
+    excluded = prepared.rejected.loc[prepared.rejected["reason"] == "excluded", "input"].tolist()
+    duplicates = prepared.rejected.loc[prepared.rejected["reason"] == "duplicate", "input"].tolist()
+    assert set(excluded) | set(duplicates) == {"CCN", "CC[NH3+]", "[O-]C(=O)c1ccccc1"}
+    assert sorted(prepared.kept["input"]) == sorted(["CC[NH2+]C", "CCO", "c1ccccc1"])
+    assert ("CC[NH2+]C" in prepared.kept["smiles"].tolist()) == (not neutralize)  # charges kept as asked
