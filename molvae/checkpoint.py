@@ -70,6 +70,12 @@ class LoadedModel:
         return TrainingSetIndex(hashes) if isinstance(hashes, torch.Tensor) else None
 
     @property
+    def ring_sizes(self) -> frozenset[int] | None:
+        """The ring sizes of the training molecules (None for checkpoints that do not record them)."""
+        sizes = self.meta.get("ring_sizes")
+        return frozenset(int(size) for size in sizes) if sizes is not None else None
+
+    @property
     def training_sample(self) -> list[str] | None:
         """A random sample of the training molecules carried by the checkpoint (None for older checkpoints)."""
         sample = self.meta.get("training_sample")

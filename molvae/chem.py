@@ -46,6 +46,8 @@ __all__ = [
     "penalized_logp_raw",
     "property_rows",
     "property_table",
+    "ring_sizes",
+    "ring_sizes_in",
     "sa_score",
     "split_selfies",
     "standardize",
@@ -166,6 +168,33 @@ def standardize(smiles: object, options: StandardizeOptions = StandardizeOptions
         return None, "radical"
     canonical = Chem.MolToSmiles(mol, isomericSmiles=options.isomeric)
     return (canonical, None) if canonical else (None, "unparsable")
+
+
+def ring_sizes(smiles: str | None) -> frozenset[int]:
+    """Sizes of the rings RDKit perceives in a molecule (empty for none, or for unparsable input).
+
+    >>> sorted(ring_sizes("C1CC1c1ccccc1")), sorted(ring_sizes("CCO"))
+    ([3, 6], [])
+    """
+    mol = to_mol(smiles)
+    return frozenset() if mol is None else frozenset(len(ring) for ring in mol.GetRingInfo().AtomRings())
+
+
+def ring_sizes_union(smiles: list[str]) -> frozenset[int]:
+    """Every ring size of the molecules ``smiles`` (a picklable unit of work for worker processes)."""
+    return frozenset().union(*(ring_sizes(s) for s in smiles))
+
+
+def ring_sizes_in(smiles: Sequence[str], workers: int | None = 0) -> list[int]:
+    """The ring sizes that occur in a set of molecules, sorted: what a checkpoint records of its
+    training molecules so that sampling can leave out molecules with a ring size they never have.
+
+    >>> ring_sizes_in(["C1CC1", "c1ccccc1", "CCO"], workers=1)
+    [3, 6]
+    """
+    with ChunkMapper(workers) as mapper:
+        parts = mapper.map(ring_sizes_union, smiles, min_parallel=20000, max_chunk=5000)
+    return sorted(frozenset().union(*parts))
 
 
 def encode_selfies(smiles: str) -> str | None:

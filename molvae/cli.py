@@ -175,7 +175,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
     seed = args.seed + 1_000_003 * shard
     config = RunConfig(sample=SampleConfig(n=n, temperature=args.temperature, top_k=args.top_k, seed=seed,
                                            batch_size=args.batch_size, canonical=args.canonical,
-                                           novel=args.novel))
+                                           seen_rings=args.seen_rings, novel=args.novel))
     out = Path(args.out)
     if shards > 1:
         out = out.with_name(f"{out.stem}.shard{shard:04d}-of-{shards:04d}{out.suffix}")
@@ -575,6 +575,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--canonical", action=argparse.BooleanOptionalAction, default=True,
                    help="keep only decodes that are canonical SELFIES strings, the form of every training string, "
                         "and draw more until there are N (default); --no-canonical keeps every decode")
+    p.add_argument("--seen-rings", action=argparse.BooleanOptionalAction, default=True,
+                   help="keep only molecules whose ring sizes all occur in the model's training molecules (no "
+                        "8-membered ring from a model of drug-like molecules), drawing more until there are N "
+                        "(default, for checkpoints that record their ring sizes); --no-seen-rings keeps any")
     p.add_argument("--novel", action="store_true",
                    help="keep only molecules that are not in the training set (the model's own, or --train), "
                         "drawing more until there are N; lets a lower --spread give molecules closer to the data")

@@ -48,6 +48,7 @@ class SampleConfig:
     seed: int = 0  # seed of the latent draws and token sampling
     canonical: bool = True  # keep only decodes that are canonical SELFIES strings, drawing more until n (see README)
     novel: bool = False  # keep only molecules that are not in the training set, drawing more until n
+    seen_rings: bool = True  # keep only molecules whose ring sizes all occur in the training molecules (8+ rings from drug-like data are left out)
     max_draws: float = 20.0  # canonical (or novel) sampling draws at most this many latent points per molecule asked for
     grid_size: int = 48  # molecules drawn in the PNG grid
 

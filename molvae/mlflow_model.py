@@ -37,6 +37,7 @@ class MolVAEGenerator(mlflow.pyfunc.PythonModel):
             seed=int(params.get("seed", 0)),
             progress=False,
             canonical=bool(params.get("canonical", True)),
+            ring_sizes=self.loaded.ring_sizes if bool(params.get("seen_rings", True)) else None,
         )
         return [s or "" for s in drawn.smiles]
 

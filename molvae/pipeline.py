@@ -23,7 +23,7 @@ import torch
 
 from molvae.checkpoint import (PRETRAINED, PRETRAINED_LEAD, CheckpointError, load_model, model_from_payload,
                                read_checkpoint, save_checkpoint)
-from molvae.chem import PROPERTIES, REPORT_PROPERTIES, property_table
+from molvae.chem import PROPERTIES, REPORT_PROPERTIES, property_table, ring_sizes_in
 from molvae.config import RunConfig, to_toml
 from molvae.data import DataError, PreparedData, prepare, read_smiles_table, tokenize
 from molvae.distributed import DistributedContext, init_from_environment, wrap_model
@@ -85,8 +85,8 @@ def property_labels(prepared: PreparedData, names: list[str], workers: int = 0) 
     return torch.stack(columns, dim=1)
 
 
-def _initial_model(config: RunConfig) -> tuple[MolVAE, Vocabulary, int, torch.Tensor]:
-    """The model, vocabulary, generation length and training-set hashes of ``train.init`` (a
+def _initial_model(config: RunConfig) -> tuple[MolVAE, Vocabulary, int, tuple[torch.Tensor, frozenset[int]]]:
+    """The model, vocabulary, generation length and training set (:func:`_carried`) of ``train.init`` (a
     checkpoint, or "pretrained" / "pretrained-lead" for the shipped sampling / lead model): fine-tuning
     keeps its architecture, vocabulary and learned prior, and the molecules it was trained on stay
     "not novel"."""
@@ -111,7 +111,7 @@ def _initial_model(config: RunConfig) -> tuple[MolVAE, Vocabulary, int, torch.Te
                               f"({held}), not {wanted} (only a model without a head can be given a new one)")
     log.info("fine-tuning %s (%s symbols, prior %s): [model] settings come from it", path, len(vocab.symbols),
              model.config.prior)
-    return model, vocab, int(payload["max_length"]), _carried_hashes(payload)
+    return model, vocab, int(payload["max_length"]), _carried(payload)
 
 
 def _learn_new_symbols(model: MolVAE, vocab: Vocabulary, prepared: PreparedData) -> Vocabulary:
@@ -128,10 +128,12 @@ def _learn_new_symbols(model: MolVAE, vocab: Vocabulary, prepared: PreparedData)
     return extended
 
 
-def _carried_hashes(payload: dict[str, Any]) -> torch.Tensor:
-    """The training-set hashes a checkpoint carries (empty for older checkpoints)."""
+def _carried(payload: dict[str, Any]) -> tuple[torch.Tensor, frozenset[int]]:
+    """What a checkpoint carries of its training set: the molecules' hashes and their ring sizes
+    (empty for older checkpoints)."""
     hashes = payload["meta"].get("training_hashes")
-    return hashes if isinstance(hashes, torch.Tensor) else torch.empty(0, dtype=torch.int64)
+    return (hashes if isinstance(hashes, torch.Tensor) else torch.empty(0, dtype=torch.int64),
+            frozenset(int(size) for size in payload["meta"].get("ring_sizes", ())))
 
 
 def fcd_reference(config: TrainConfig, validation_smiles: list[str]) -> tuple[np.ndarray, np.ndarray]:
@@ -188,18 +190,18 @@ def _train_run(data_path, config: RunConfig, out: Path, tracker: Tracker, resume
     prepared = prepare(data_path, config.data)
     if main:
         context.barrier()
-    resume_state, init_length, earlier_hashes = None, 0, torch.empty(0, dtype=torch.int64)
+    resume_state, init_length, earlier = None, 0, (torch.empty(0, dtype=torch.int64), frozenset())
     if resume:
         payload = read_checkpoint(out / LAST)
         if payload["meta"].get("data_sha256") != prepared.source_hash:
             raise CheckpointError(f"{out / LAST} was trained on different data than {data_path}")
         model, vocab = model_from_payload(payload)
         resume_state = payload["train_state"]
-        earlier_hashes = _carried_hashes(payload)  # a resumed fine-tuning run keeps its starting model's molecules
+        earlier = _carried(payload)  # a resumed fine-tuning run keeps its starting model's molecules
         if resume_state is None:
             raise CheckpointError(f"{out / LAST} holds no training state to resume from")
     elif config.train.init:
-        model, vocab, init_length, earlier_hashes = _initial_model(config)
+        model, vocab, init_length, earlier = _initial_model(config)
         if config.train.new_symbols:
             vocab = _learn_new_symbols(model, vocab, prepared)
         config = dataclasses.replace(config, model=dataclasses.replace(model.config, vocab_size=0))
@@ -245,8 +247,9 @@ def _train_run(data_path, config: RunConfig, out: Path, tracker: Tracker, resume
         "mlflow_run_id": tracker.run_id or "",
         **environment_tags(),
         # novelty and surrogates read these instead of the training file
-        "training_hashes": TrainingSetIndex(torch.cat([earlier_hashes,
+        "training_hashes": TrainingSetIndex(torch.cat([earlier[0],
                                                        TrainingSetIndex.from_smiles(prepared.kept["smiles"]).hashes])).hashes,
+        "ring_sizes": sorted(earlier[1].union(ring_sizes_in(prepared.kept["smiles"].tolist(), config.data.workers))),
         "training_sample": training_sample([data.smiles[i] for i in train_index.tolist()], seed=config.train.seed),
     }
     if main:
@@ -281,7 +284,8 @@ def _train_run(data_path, config: RunConfig, out: Path, tracker: Tracker, resume
     result = fit(wrap_model(model, context, device), vocab, train_set, valid_set, config.train,
                  max_length=max_length, training_smiles=training_smiles, tracker=tracker, save=save,
                  resume_state=resume_state, stop=stop, rank=context.rank, world_size=context.world_size,
-                 fcd_reference=reference, canonical_samples=config.sample.canonical)
+                 fcd_reference=reference, canonical_samples=config.sample.canonical,
+                 sample_ring_sizes=frozenset(meta["ring_sizes"]) if config.sample.seen_rings else None)
     if not main:
         return TrainRunSummary(out, result, counts, {}, files)
     if result.stop_reason != "interrupted" and (out / BEST).exists() and model.config.exemplars:
@@ -332,7 +336,8 @@ def sample_and_report(loaded, config: RunConfig, out: Path, training_smiles: Con
         raise UserError("sample.novel (--novel) needs the training set, and neither the checkpoint nor --train "
                         "gives it")
     drawn = sample_prior(loaded, s.n, s.temperature, s.top_k, s.seed, s.batch_size, canonical=s.canonical,
-                         exclude=training_smiles if s.novel else None, max_draws=s.max_draws)
+                         exclude=training_smiles if s.novel else None,
+                         ring_sizes=loaded.ring_sizes if s.seen_rings else None, max_draws=s.max_draws)
     smiles = drawn.smiles
     table = sample_table(smiles, training_smiles)
     files = {"samples": out / f"{prefix}.csv", "sdf": out / f"{prefix}.sdf", "grid": out / f"{prefix}.png"}
@@ -347,4 +352,6 @@ def sample_and_report(loaded, config: RunConfig, out: Path, training_smiles: Con
     metrics["canonical_rate"] = drawn.canonical_rate  # share of all decodes that were canonical strings
     if s.novel:
         metrics["known_left_out"] = drawn.excluded  # canonical decodes that were training molecules
+    if s.seen_rings and loaded.ring_sizes is not None:
+        metrics["odd_rings_left_out"] = drawn.odd_rings  # decodes with a ring size the training molecules lack
     return metrics, files

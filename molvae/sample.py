@@ -14,7 +14,8 @@ import torch
 from tqdm.auto import tqdm
 
 from molvae.checkpoint import LoadedModel
-from molvae.chem import StandardizeOptions, clean_smiles_list, decode_selfies_checked_list, decode_selfies_list
+from molvae.chem import (StandardizeOptions, clean_smiles_list, decode_selfies_checked_list, decode_selfies_list,
+                         ring_sizes as molecule_ring_sizes)
 from molvae.data import tokenize
 from molvae.model import MolVAE, VAEOutput, gaussian_kl, vae_loss
 from molvae.parallel import ChunkMapper
@@ -236,6 +237,7 @@ class PriorSamples:
     draws: int  # latent points decoded
     canonical: int  # of those, how many decoded to a canonical SELFIES string
     excluded: int = 0  # canonical decodes left out because they were known molecules (``exclude``)
+    odd_rings: int = 0  # canonical decodes left out for a ring size the training molecules never have (``ring_sizes``)
 
     @property
     def canonical_rate(self) -> float:
@@ -246,8 +248,9 @@ class PriorSamples:
 
 def draw_samples(loaded: LoadedModel, draw: Callable[[int], torch.Tensor], n: int, temperature: float = 1.0,
                  top_k: int = 0, generator: torch.Generator | None = None, *, canonical: bool = True,
-                 exclude: Container[str] | None = None, max_draws: float = 20.0, batch_size: int = 1024,
-                 workers: int = 0, progress: bool = True) -> PriorSamples:
+                 exclude: Container[str] | None = None, ring_sizes: Container[int] | None = None,
+                 max_draws: float = 20.0, batch_size: int = 1024, workers: int = 0,
+                 progress: bool = True) -> PriorSamples:
     """``n`` molecules decoded from the latent points ``draw(m)`` returns (m, Z).
 
     With ``canonical`` (the default) only decodes that are canonical SELFIES strings are kept, and
@@ -255,15 +258,17 @@ def draw_samples(loaded: LoadedModel, draw: Callable[[int], torch.Tensor], n: in
     distribution restricted to strings of the form all its training strings have. A non-canonical
     string is to a SELFIES model what an invalid SMILES is to a SMILES model, except that SELFIES
     turns it into an odd but valid molecule instead of failing. Molecules in ``exclude`` (canonical
-    SMILES: the training set, for novel molecules only) are left out the same way. At most
+    SMILES: the training set, for novel molecules only) are left out the same way, and so are
+    molecules with a ring of a size not in ``ring_sizes`` (the sizes the training molecules have:
+    an 8- or 10-membered ring from a model trained on drug-like molecules without one). At most
     ``max_draws * n`` points are drawn; if that is not enough, the other decodes fill the rest and a
     warning says so.
     """
-    rejecting = canonical or exclude is not None
+    rejecting = canonical or exclude is not None or ring_sizes is not None
     limit = max(n, math.ceil(max_draws * n)) if rejecting else n
     kept: list[str | None] = []
     others: list[str | None] = []
-    draws = n_canonical = n_excluded = 0
+    draws = n_canonical = n_excluded = n_odd_rings = 0
     with tqdm(total=n, desc="sampling", unit="mol", disable=None if progress and n >= 1000 else True) as bar:
         while len(kept) < n and draws < limit:
             rate = max(len(kept) / draws, 0.02) if draws else 1.0
@@ -277,32 +282,38 @@ def draw_samples(loaded: LoadedModel, draw: Callable[[int], torch.Tensor], n: in
                 eligible = is_canonical or not canonical
                 known = eligible and exclude is not None and smiles is not None and smiles in exclude
                 n_excluded += known and is_canonical
-                if eligible and not known:
+                odd = (eligible and not known and ring_sizes is not None
+                       and not all(size in ring_sizes for size in molecule_ring_sizes(smiles)))
+                n_odd_rings += odd
+                if eligible and not known and not odd:
                     kept.append(smiles)
                 elif len(others) < n:  # fillers, should the draws run out: n at most are ever needed
                     others.append(smiles)
             bar.update(min(len(kept), n) - bar.n)
     if len(kept) < n:
-        wanted = ("canonical SELFIES strings of new molecules" if exclude is not None and canonical else
-                  "new molecules" if exclude is not None else "canonical SELFIES strings")
+        wanted = " ".join(filter(None, ["canonical SELFIES strings of" if canonical else "",
+                                        "new" if exclude is not None else "", "molecules",
+                                        "with ring sizes of the training set" if ring_sizes is not None else ""]))
         remedy = ("a wider --spread or a larger sample.max_draws finds more new ones" if exclude is not None else
-                  "the model needs more training; sample.canonical = false keeps every decode")
+                  "the model needs more training; sample.canonical = false keeps every decode, "
+                  "sample.seen_rings = false any ring size")
         log.warning("only %d of %d decodes (%.1f %%) were %s, fewer than the %d molecules asked for: %d other "
                     "decodes fill the rest (%s)", len(kept), draws, 100 * len(kept) / max(draws, 1), wanted, n,
                     n - len(kept), remedy)
         kept.extend(others[: n - len(kept)])
-    return PriorSamples(kept[:n], draws, n_canonical, n_excluded)
+    return PriorSamples(kept[:n], draws, n_canonical, n_excluded, n_odd_rings)
 
 
 def sample_prior(loaded: LoadedModel, n: int, temperature: float = 1.0, top_k: int = 0, seed: int = 0,
                  batch_size: int = 1024, workers: int = 0, progress: bool = True, *, canonical: bool = True,
-                 exclude: Container[str] | None = None, max_draws: float = 20.0) -> PriorSamples:
+                 exclude: Container[str] | None = None, ring_sizes: Container[int] | None = None,
+                 max_draws: float = 20.0) -> PriorSamples:
     """``n`` molecules decoded from the model's sampling prior (its exemplars once fitted, else p(z)),
-    only canonical decodes unless ``canonical`` is false and none in ``exclude`` (see
-    :func:`draw_samples`); reproducible for a given seed and device."""
+    only canonical decodes unless ``canonical`` is false, none in ``exclude`` and none with a ring
+    size outside ``ring_sizes`` (see :func:`draw_samples`); reproducible for a given seed and device."""
     generator = torch.Generator(device=loaded.device).manual_seed(seed)
     return draw_samples(loaded, lambda count: loaded.model.sample_latent(count, generator), n, temperature, top_k,
-                        generator, canonical=canonical, exclude=exclude, max_draws=max_draws,
+                        generator, canonical=canonical, exclude=exclude, ring_sizes=ring_sizes, max_draws=max_draws,
                         batch_size=batch_size, workers=workers, progress=progress)
 
 

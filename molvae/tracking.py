@@ -205,7 +205,8 @@ class MlflowTracker:
             inputs=Schema([ColSpec("long", "n")]),
             outputs=Schema([ColSpec("string")]),
             params=ParamSchema([ParamSpec("temperature", "double", 1.0), ParamSpec("top_k", "long", 0),
-                                ParamSpec("seed", "long", 0), ParamSpec("canonical", "boolean", True)]),
+                                ParamSpec("seed", "long", 0), ParamSpec("canonical", "boolean", True),
+                                ParamSpec("seen_rings", "boolean", True)]),
         )
         mlflow.set_tracking_uri(self.config.resolved_uri())
         with mlflow.start_run(run_id=self.run_id):

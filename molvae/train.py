@@ -10,7 +10,7 @@ import logging
 import math
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Container
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Any
@@ -186,6 +186,7 @@ def fit(
     world_size: int = 1,
     fcd_reference: tuple[Any, Any] | None = None,
     canonical_samples: bool = True,
+    sample_ring_sizes: Container[int] | None = None,
 ) -> TrainResult:
     """Train ``model`` (already on its device) and return the history and outcome.
 
@@ -195,7 +196,8 @@ def fit(
     (canonical) is the reference for novelty. With ``world_size > 1`` the model is expected to
     be wrapped for DistributedDataParallel by the caller; batches are sharded by ``rank``.
     ``fcd_reference`` (ChemNet mean, covariance) adds the FCD of each epoch's prior samples, which
-    are drawn as ``molvae sample`` draws them (only canonical decodes with ``canonical_samples``).
+    are drawn as ``molvae sample`` draws them (only canonical decodes with ``canonical_samples``,
+    only ring sizes of ``sample_ring_sizes`` when given).
     """
     tracker = tracker or NullTracker()
     stop = stop or threading.Event()
@@ -262,7 +264,7 @@ def fit(
             if rank == 0:
                 epoch_metrics, samples = evaluate_epoch(core, vocab, valid, config, max_length, epoch, training_smiles,
                                                         autocast_dtype, fcd_reference, exemplar_pool=train,
-                                                        canonical=canonical_samples)
+                                                        canonical=canonical_samples, ring_sizes=sample_ring_sizes)
                 metrics.update(epoch_metrics)
             state["epoch"], state["batch"] = epoch + 1, 0
             watched = metrics.get(_SELECTORS[config.select_by], math.inf) if rank == 0 else math.inf
@@ -438,12 +440,13 @@ def evaluate_epoch(model: MolVAE, vocab: Vocabulary, valid: TokenizedSet, config
                    epoch: int, training_smiles: set[str] | None, autocast_dtype: torch.dtype | None = None,
                    fcd_reference: tuple[Any, Any] | None = None,
                    exemplar_pool: TokenizedSet | None = None,
-                   canonical: bool = True) -> tuple[dict[str, float], list[str | None]]:
+                   canonical: bool = True,
+                   ring_sizes: Container[int] | None = None) -> tuple[dict[str, float], list[str | None]]:
     """Validation loss terms at the full KL weight, token accuracy, exact greedy reconstruction of
     held-out molecules, active latent units, and the quality of ``config.eval_samples`` prior samples
     (drawn as the finished model will draw them: from the posteriors of molecules of
     ``exemplar_pool`` for a model with an exemplar prior, keeping only canonical decodes with
-    ``canonical``): validity / uniqueness / novelty, FCD against ``fcd_reference``, mean SA and
+    ``canonical`` and only molecules whose ring sizes are in ``ring_sizes`` when given): validity / uniqueness / novelty, FCD against ``fcd_reference``, mean SA and
     QED, the MOSES filter pass rate, the share of decodes that were canonical strings. Returns the
     metrics and the samples."""
     from molvae.sample import decode_latents, draw_samples
@@ -504,8 +507,8 @@ def evaluate_epoch(model: MolVAE, vocab: Vocabulary, valid: TokenizedSet, config
     if config.eval_samples:
         generator = torch.Generator(device=device).manual_seed(config.seed + epoch)
         drawn = draw_samples(loaded, lambda count: _draw_latents(model, count, generator, exemplar_pool),
-                             config.eval_samples, 1.0, generator=generator, canonical=canonical, workers=1,
-                             progress=False)
+                             config.eval_samples, 1.0, generator=generator, canonical=canonical,
+                             ring_sizes=ring_sizes, workers=1, progress=False)
         samples = drawn.smiles
         metrics["sample_canonical"] = drawn.canonical_rate
         metrics["sample_validity"] = validity(samples)

@@ -36,6 +36,7 @@ BAD_INPUT = {
     "pmo_qed_auc.py": ["--model", "no/such/model.pt", "--out", "{tmp}/o"],
     "posterior_samples.py": ["--model", "no/such/model.pt", "--data", str(MOLECULES_CSV), "--out", "{tmp}/o.csv"],
     "prepare_memory.py": ["no/such.csv"],
+    "record_ring_sizes.py": ["--model", "no/such/model.pt", "--data", str(MOLECULES_CSV), "--out", "{tmp}/o.pt"],
     "spread_curve.py": ["--model", "no/such/model.pt", "--out", "{tmp}/o"],
     "surrogate_r2.py": ["--input", "no/such.csv"],
 }
@@ -172,3 +173,22 @@ def test_latent_study_tiny(tmp_path):
     trained = (tmp_path / "s" / "baseline" / "config.toml").read_text()
     assert 'prior = "gaussian"' in trained and "init = \"\"" in trained  # the study's own recipe, from scratch
     assert (tmp_path / "s" / "study.png").stat().st_size > 0
+
+
+def test_record_ring_sizes_into_a_checkpoint(trained_run, tmp_path):
+    import pandas as pd
+
+    from molvae.checkpoint import load_model
+    from molvae.chem import ring_sizes_in
+
+    model = trained_run.out_dir / "model.pt"
+    macrocycle = tmp_path / "more.csv"
+    macrocycle.write_text("smiles\nC1CCCCCCCCCCC1\n")
+    done = run("record_ring_sizes.py", "--model", model, "--data", macrocycle, "--out", tmp_path / "m.pt",
+               "--workers", "1")
+    assert done.returncode == 0, done.stderr
+    recorded = load_model(tmp_path / "m.pt").ring_sizes
+    assert recorded == load_model(model).ring_sizes | {12}  # the sizes it had, and the new file's
+    assert load_model(model).ring_sizes == set(ring_sizes_in(pd.read_csv(MOLECULES_CSV)["SMILES"].tolist(), 1))
+    missing = run("record_ring_sizes.py", "--model", model, "--data", "no/such.csv", "--out", tmp_path / "n.pt")
+    assert missing.returncode != 0 and "Traceback" not in missing.stderr and "no/such.csv" in missing.stderr

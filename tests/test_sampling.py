@@ -195,3 +195,30 @@ def test_refined_encodings_are_written_back_likelier_and_batching_does_not_chang
     assert exact[1] > exact[0]
     with pytest.raises(ValueError, match="refine steps"):
         refine_latents(loaded.model, plain.mu, tokens, steps=-1)
+
+
+def test_molecules_with_a_ring_size_the_training_set_lacks_are_left_out(monkeypatch):
+    cyclooctane, phenol = canonical_smiles("C1CCCCCCC1"), canonical_smiles("c1ccccc1O")
+    _scripted_decoder(monkeypatch, [encode_selfies(cyclooctane), encode_selfies(phenol), CANONICAL[0]])
+    drawn = draw_samples(None, lambda m: torch.zeros(m, 2), 6, canonical=True, ring_sizes={5, 6}, progress=False)
+    assert cyclooctane not in drawn.smiles and len(drawn.smiles) == 6 and set(drawn.smiles) == {phenol, "CCO"}
+    assert drawn.odd_rings >= 3  # every third decode, and more were drawn to make up for them
+    _scripted_decoder(monkeypatch, [encode_selfies(cyclooctane), encode_selfies(phenol), CANONICAL[0]])
+    every = draw_samples(None, lambda m: torch.zeros(m, 2), 6, canonical=True, progress=False)
+    assert cyclooctane in every.smiles and every.odd_rings == 0
+
+
+def test_training_records_the_ring_sizes_that_sampling_keeps_to(trained_run, tmp_path, capsys):
+    from molvae.chem import ring_sizes, ring_sizes_in
+    from molvae.cli import main
+
+    loaded = load_model(trained_run.files["checkpoint"])
+    training = loaded.training_sample
+    assert loaded.ring_sizes == frozenset(ring_sizes_in(training, workers=1)) and 6 in loaded.ring_sizes
+    main(["sample", "--model", str(trained_run.files["checkpoint"]), "-n", "30", "--out", str(tmp_path / "s.csv"),
+          "--no-canonical", "--seed", "1"])
+    import pandas as pd
+
+    table = pd.read_csv(tmp_path / "s.csv")
+    assert len(table) == 30 and all(ring_sizes(s) <= loaded.ring_sizes for s in table["smiles"].dropna())
+    assert "odd_rings_left_out" in capsys.readouterr().out

@@ -61,7 +61,7 @@ def test_training_run_is_recorded_and_model_predicts(tmp_path, monkeypatch):
     assert tracker.model_uri and tracker.model_id
     info = mlflow.models.get_model_info(tracker.model_uri)
     assert info.signature.inputs.input_names() == ["n"]
-    assert {p.name for p in info.signature.params} == {"temperature", "top_k", "seed", "canonical"}
+    assert {p.name for p in info.signature.params} == {"temperature", "top_k", "seed", "canonical", "seen_rings"}
     (version,) = client.search_model_versions("name='molvae-test'")
     assert int(version.version) == 1 and version.run_id == run.info.run_id
     data_files = {a.path for a in client.list_artifacts(run.info.run_id, "data")}
