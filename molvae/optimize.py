@@ -153,7 +153,7 @@ class OptimizeConfig:
     neighbourhood_elites: int = 0  # neighbourhood search explores around this many best molecules (1 = hill
     # climbing); 0 = 16 from random starts, 1 around a seed (16 there was within noise of 1: docs/benchmarks.md)
     floor_to_input: bool = False  # lead optimization: hold the similarity floor against each seed as written too,
-    # not only against the standardized (largest fragment, neutralized) seed the model encodes (JT-VAE's convention)
+    # not only against the standardized seed the model encodes (largest fragment; neutralized if its data was): JT-VAE's convention
     rewrites: int = 6  # around a seed (every method): rewrites of the parent molecule's SELFIES (the seed's, for
     # random, gradient and bo) from a late cut beside each greedy decode, instead of sampled decodes; 0 = one sampled decode
     refine_steps: int = REFINE_STEPS  # lead optimization starts from each seed's encoding refined by this many steps toward a
@@ -1457,7 +1457,8 @@ def optimize_leads(loaded: LoadedModel, seeds: Sequence[str], objectives: Sequen
                    progress: Callable[[LeadResult], None] | None = None) -> list[LeadResult]:
     """Optimize each seed molecule from its own encoding with its own oracle and budget.
 
-    Seeds are standardized (largest fragment, neutralized) and encoded (the encoding refined by
+    Seeds are standardized as the model's training data was (largest fragment; neutralized unless
+    the model keeps charges) and encoded (the encoding refined by
     ``config.refine_steps``, :func:`molvae.sample.refine_latents`); the start score and
     the similarity floor (``config.min_similarity``, Tanimoto of Morgan r=2 fingerprints) refer
     to the standardized seed, so a bare neutralization never counts as an improvement; with

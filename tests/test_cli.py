@@ -201,8 +201,8 @@ def test_commands_that_read_molecules_default_to_the_lead_model(tmp_path, capsys
     assert f"shipped sampling model {PRETRAINED}" in capsys.readouterr().err
     # fine-tuning can start from either
     lead = load_model(PRETRAINED_LEAD)
-    model, vocab, _, hashes = _initial_model(tiny_config(tmp_path, 'train.init="pretrained-lead"'))
-    assert vocab.tokens == lead.vocab.tokens and len(hashes) > 0
+    model, vocab, _, (hashes, ring_sizes) = _initial_model(tiny_config(tmp_path, 'train.init="pretrained-lead"'))
+    assert vocab.tokens == lead.vocab.tokens and len(hashes) > 0 and ring_sizes == lead.ring_sizes
     assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), lead.model.state_dict().values()))
 
 
