@@ -25,19 +25,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=0, help="processes (default: all cores)")
     args = parser.parse_args(argv)
 
-    from molvae.checkpoint import load_model, read_checkpoint, save_checkpoint
+    from molvae.checkpoint import model_from_payload, read_checkpoint, save_checkpoint
     from molvae.chem import ring_sizes_in
     from molvae.data import read_smiles_table
 
-    loaded = load_model(args.model)
+    payload = read_checkpoint(args.model)
+    model, vocab = model_from_payload(payload)
     table, column = read_smiles_table(args.data)
     molecules = [s for s in table[column].tolist() if isinstance(s, str)]
     if not molecules:
         print(f"error: {args.data}: no molecule could be read", file=sys.stderr)
         return 2
-    payload = read_checkpoint(args.model)
     sizes = sorted(set(ring_sizes_in(molecules, args.workers)) | set(payload["meta"].get("ring_sizes", ())))
-    save_checkpoint(args.out, loaded.model, loaded.vocab, loaded.max_length, {**payload["meta"], "ring_sizes": sizes})
+    save_checkpoint(args.out, model, vocab, int(payload["max_length"]), {**payload["meta"], "ring_sizes": sizes})
     print(f"{args.out}: ring sizes {sizes} from {len(molecules):,} molecules of {args.data}")
     return 0
 
