@@ -30,7 +30,7 @@ def test_help(script):
 
 
 BAD_INPUT = {
-    "constrained_benchmark.py": ["--model", "no/such/model.pt", "--out", "{tmp}/o"],
+    "constrained_benchmark.py": ["--data", "no/such.txt", "--out", "{tmp}/o"],  # needs no ../shared
     "latent_study.py": ["--data", "no/such.csv", "--out", "{tmp}/o"],
     "make_lead_data.py": ["--moses", "no/such.csv.gz", "--out", "{tmp}/o.csv.gz"],
     "pmo_qed_auc.py": ["--model", "no/such/model.pt", "--out", "{tmp}/o"],
