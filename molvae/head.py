@@ -57,7 +57,7 @@ def encode_and_label(loaded: LoadedModel, smiles: Sequence[str], names: Sequence
     score and whose standardized SMILES is not in ``exclude``, and how many were dropped for each."""
     encoded = encode_smiles(loaded, smiles, workers=workers)
     hit = excluded_mask(encoded.smiles, set(exclude), loaded.standardize_options)
-    allowed = [row for row in range(len(encoded.smiles)) if not hit[row]]  # excluded ones are not scored
+    allowed = [row for row, excluded in enumerate(hit) if not excluded]  # excluded ones are not scored
     rows = property_table([encoded.smiles[row] for row in allowed], names, workers, "computing properties")
     y = torch.tensor(rows, dtype=torch.float32).reshape(len(rows), len(names))  # (N', P)
     scored = torch.isfinite(y).all(dim=1)  # (N',)

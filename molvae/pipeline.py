@@ -190,18 +190,19 @@ def _train_run(data_path, config: RunConfig, out: Path, tracker: Tracker, resume
     prepared = prepare(data_path, config.data)
     if main:
         context.barrier()
-    resume_state, init_length, earlier = None, 0, (torch.empty(0, dtype=torch.int64), frozenset())
+    resume_state, init_length = None, 0
+    earlier_hashes, earlier_rings = torch.empty(0, dtype=torch.int64), frozenset()
     if resume:
         payload = read_checkpoint(out / LAST)
         if payload["meta"].get("data_sha256") != prepared.source_hash:
             raise CheckpointError(f"{out / LAST} was trained on different data than {data_path}")
         model, vocab = model_from_payload(payload)
         resume_state = payload["train_state"]
-        earlier = _carried(payload)  # a resumed fine-tuning run keeps its starting model's molecules
+        earlier_hashes, earlier_rings = _carried(payload)  # a resumed fine-tuning run keeps its starting model's molecules
         if resume_state is None:
             raise CheckpointError(f"{out / LAST} holds no training state to resume from")
     elif config.train.init:
-        model, vocab, init_length, earlier = _initial_model(config)
+        model, vocab, init_length, (earlier_hashes, earlier_rings) = _initial_model(config)
         if config.train.new_symbols:
             vocab = _learn_new_symbols(model, vocab, prepared)
         config = dataclasses.replace(config, model=dataclasses.replace(model.config, vocab_size=0))
@@ -247,9 +248,9 @@ def _train_run(data_path, config: RunConfig, out: Path, tracker: Tracker, resume
         "mlflow_run_id": tracker.run_id or "",
         **environment_tags(),
         # novelty and surrogates read these instead of the training file
-        "training_hashes": TrainingSetIndex(torch.cat([earlier[0],
+        "training_hashes": TrainingSetIndex(torch.cat([earlier_hashes,
                                                        TrainingSetIndex.from_smiles(prepared.kept["smiles"]).hashes])).hashes,
-        "ring_sizes": sorted(earlier[1].union(ring_sizes_in(prepared.kept["smiles"].tolist(), config.data.workers))),
+        "ring_sizes": sorted(earlier_rings.union(ring_sizes_in(prepared.kept["smiles"].tolist(), config.data.workers))),
         "training_sample": training_sample([data.smiles[i] for i in train_index.tolist()], seed=config.train.seed),
     }
     if main:

@@ -237,7 +237,7 @@ class PriorSamples:
     draws: int  # latent points decoded
     canonical: int  # of those, how many decoded to a canonical SELFIES string
     excluded: int = 0  # canonical decodes left out because they were known molecules (``exclude``)
-    odd_rings: int = 0  # canonical decodes left out for a ring size the training molecules never have (``ring_sizes``)
+    odd_rings: int = 0  # decodes left out for a ring size the training molecules never have (``ring_sizes``)
 
     @property
     def canonical_rate(self) -> float:

@@ -446,7 +446,8 @@ def evaluate_epoch(model: MolVAE, vocab: Vocabulary, valid: TokenizedSet, config
     held-out molecules, active latent units, and the quality of ``config.eval_samples`` prior samples
     (drawn as the finished model will draw them: from the posteriors of molecules of
     ``exemplar_pool`` for a model with an exemplar prior, keeping only canonical decodes with
-    ``canonical`` and only molecules whose ring sizes are in ``ring_sizes`` when given): validity / uniqueness / novelty, FCD against ``fcd_reference``, mean SA and
+    ``canonical`` and only molecules whose ring sizes are in ``ring_sizes`` when given):
+    validity / uniqueness / novelty, FCD against ``fcd_reference``, mean SA and
     QED, the MOSES filter pass rate, the share of decodes that were canonical strings. Returns the
     metrics and the samples."""
     from molvae.sample import decode_latents, draw_samples
