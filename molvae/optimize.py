@@ -41,6 +41,7 @@ import dataclasses
 import logging
 import math
 import time
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -988,6 +989,7 @@ def _bo_proposal(xs: list[torch.Tensor], ys: list[float | None], hyperparameters
     from botorch.sampling import SobolQMCNormalSampler
     from botorch.utils.sampling import manual_seed
     from gpytorch.mlls import ExactMarginalLogLikelihood
+    from gpytorch.utils.warnings import NumericalWarning
 
     dim = xs[0].numel()
     valid = [y for y in ys if y is not None]
@@ -996,7 +998,9 @@ def _bo_proposal(xs: list[torch.Tensor], ys: list[float | None], hyperparameters
     chosen = _training_subset(filled, config.bo_max_points)
     train_x = torch.stack(xs)[chosen]  # (M', D)
     train_y = filled[chosen].unsqueeze(-1)  # (M', 1)
-    with manual_seed(config.seed * 100_003 + round_):  # BoTorch draws from the global RNG; restored after
+    with manual_seed(config.seed * 100_003 + round_), warnings.catch_warnings():  # BoTorch draws from the
+        # global RNG (restored after); the 1e-8 jitter a near-singular kernel matrix gets is routine, not news
+        warnings.simplefilter("ignore", NumericalWarning)
         model = SingleTaskGP(train_x, train_y, outcome_transform=Standardize(m=1))
         model.load_state_dict(hyperparameters, strict=False)  # warm start: last round's kernel and noise
         try:

@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Constrained optimization of penalized logP from 800 ZINC molecules (JT-VAE Table 3 / GCPN).
+r"""Constrained optimization of penalized logP from 800 ZINC molecules (JT-VAE Table 3 / GCPN).
 
 For each seed molecule in ``opt_test_800.logP-SA.txt`` and each similarity threshold delta,
 optimize penalized logP from the seed's encoding and keep the best molecule whose Tanimoto

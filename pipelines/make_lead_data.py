@@ -1,4 +1,4 @@
-"""Build the training file of the shipped model: a random subset of the MOSES training set plus the
+r"""Build the training file of the shipped model: a random subset of the MOSES training set plus the
 JT-VAE authors' ZINC validation molecules, so that one model reads both MOSES-like molecules and the
 charged, larger ZINC leads of the constrained-optimization benchmark.
 

@@ -126,8 +126,8 @@ def main(argv: list[str] | None = None) -> int:
              "|---|---|---|---|---|---|---|---|"]
     for method, group in table.groupby("method", sort=False):
         spread = group["auc_top10"].std(ddof=0)
-        lines.append(f"| {method} | {len(group)} | {group['auc_top10'].mean():.3f} ± {spread:.3f} "
-                     f"| {group['auc_top1'].mean():.3f} "
+        lines.append(f"| {method} | {len(group)} | {group['auc_top10'].mean():.4f} ± {spread:.4f} "
+                     f"| {group['auc_top1'].mean():.4f} "
                      f"| {group['top1'].mean():.3f} | {group['top10_mean'].mean():.3f} | {group['calls'].mean():.0f} "
                      f"| {group['seconds'].mean() / 60:.1f} |")
     lines += ["", f"PMO reference, SELFIES-VAE BO: AUC top-10 {PMO_REFERENCE} (10,000 calls, mean of 5 runs)", ""]

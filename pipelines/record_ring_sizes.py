@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Record in a checkpoint the ring sizes of the molecules it was trained on, which `molvae sample`
+r"""Record in a checkpoint the ring sizes of the molecules it was trained on, which `molvae sample`
 keeps its samples to (`sample.seen_rings`). `molvae train` records them itself; this is for
 checkpoints trained before it did (the shipped sampling model: every MOSES training molecule).
 
