@@ -999,7 +999,8 @@ def _bo_proposal(xs: list[torch.Tensor], ys: list[float | None], hyperparameters
     train_x = torch.stack(xs)[chosen]  # (M', D)
     train_y = filled[chosen].unsqueeze(-1)  # (M', 1)
     with manual_seed(config.seed * 100_003 + round_), warnings.catch_warnings():  # BoTorch draws from the
-        # global RNG (restored after); the 1e-8 jitter a near-singular kernel matrix gets is routine, not news
+        # global RNG (restored after). The jitter gpytorch adds to a near-singular kernel matrix is routine:
+        # its warning, once per round, would bury the progress output
         warnings.simplefilter("ignore", NumericalWarning)
         model = SingleTaskGP(train_x, train_y, outcome_transform=Standardize(m=1))
         model.load_state_dict(hyperparameters, strict=False)  # warm start: last round's kernel and noise
