@@ -23,7 +23,7 @@ from molvae.checkpoint import LoadedModel
 from molvae.data import DataConfig, TokenizedSet, length_bucketed_batches, prepare, tokenize
 from molvae.model import ModelConfig, MolVAE, vae_loss
 from molvae.sample import decode_latents
-from molvae.train import autocast, resolve_precision
+from molvae.device import autocast, resolve_precision
 from molvae.vocab import BOS_ID, Vocabulary
 
 __all__ = ["BenchResult", "run_benchmark"]

@@ -15,6 +15,7 @@ import torch
 
 from molvae.chem import SELFIES_CONSTRAINTS, StandardizeOptions
 from molvae.data import DataConfig
+from molvae.errors import CheckpointError
 from molvae.files import write_atomically
 from molvae.model import ModelConfig, MolVAE
 from molvae.trainset import TrainingSetIndex
@@ -31,10 +32,6 @@ FORMAT = "molvae-checkpoint"
 PRETRAINED = Path(__file__).parent / "pretrained" / "model.pt"
 PRETRAINED_LEAD = PRETRAINED.with_name("lead.pt")
 FORMAT_VERSION = 1
-
-
-class CheckpointError(ValueError):
-    """The file is not a molvae checkpoint this version can read."""
 
 
 @dataclass

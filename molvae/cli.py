@@ -24,7 +24,7 @@ if TYPE_CHECKING:  # the CLI imports the library lazily, inside each command
 log = logging.getLogger("molvae")
 
 EPILOG = """examples:
-  molvae train --data my.csv --config pipelines/quickstart.toml --out runs/exp1
+  molvae train --data my.csv --config pipelines/recipes/quickstart.toml --out runs/exp1
   molvae sample --model runs/exp1/model.pt -n 10000 --out samples.csv
   molvae evaluate samples.csv --train my.csv
   mlflow ui --backend-store-uri sqlite:///mlflow.db
@@ -86,7 +86,7 @@ def shipped_model(kind: str) -> str:
 def _load(args: argparse.Namespace, device: str):
     """``--model``, or the shipped model the command defaults to (``model_args``)."""
     from molvae.checkpoint import load_model
-    from molvae.train import resolve_device
+    from molvae.device import resolve_device
 
     return load_model(args.model or shipped_model(args.shipped), resolve_device(device))
 
@@ -111,7 +111,7 @@ def _print_table(title: str, metrics: dict[str, float]) -> None:
 
 def cmd_train(args: argparse.Namespace) -> int:
     from molvae.config import load_config
-    from molvae.pipeline import train_run
+    from molvae.experiment import train_run
 
     overrides = list(args.set or [])
     if args.device:
@@ -156,7 +156,7 @@ def _default_data(config_path: str | None) -> str:
 
 def cmd_sample(args: argparse.Namespace) -> int:
     from molvae.config import RunConfig, SampleConfig
-    from molvae.pipeline import sample_and_report
+    from molvae.experiment import sample_and_report
 
     shard, shards = _shard(args.shard)
     device = args.device
@@ -489,7 +489,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
     from molvae.bench import run_benchmark
     from molvae.config import load_config
-    from molvae.train import resolve_device
+    from molvae.device import resolve_device
 
     device = resolve_device(args.device)
     config = load_config(args.config)
@@ -735,16 +735,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    # Idle OpenMP threads sleep instead of spinning: on a busy 2-core machine spinning threads
-    # made CPU training up to a hundred times slower (measured); set before torch is imported.
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-    from molvae.errors import user_errors
+    from molvae.entry import prepare_process
+
+    prepare_process()  # before torch is imported
+    from molvae.errors import USER_ERRORS
 
     args = build_parser().parse_args(argv)
     _setup_logging(args.verbose)
     try:
         return args.func(args)
-    except user_errors() as err:
+    except USER_ERRORS as err:
         if args.verbose or os.environ.get("MOLVAE_DEBUG"):
             raise
         print(f"molvae {args.command}: error: {err}", file=sys.stderr)

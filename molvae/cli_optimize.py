@@ -30,7 +30,7 @@ EPILOG = """examples:
   molvae optimize --model runs/exp1/model.pt --objective "logp:window:2:3,sa:min" --method bo --out opt_multi/
   molvae optimize --model runs/exp1/model.pt --seeds leads.csv --objective plogp_raw:max \\
       --min-similarity 0.4 --out leads_opt/
-  molvae optimize --model runs/exp1/model.pt --config pipelines/optimize_qed.toml --out opt_qed/
+  molvae optimize --model runs/exp1/model.pt --config pipelines/recipes/optimize_qed.toml --out opt_qed/
 
 objectives (comma-separated; see molvae.objectives):
   <property>:max | <property>:min | <property>:window:<low>:<high>   [:weight=W :width=W :midpoint=M :scale=S]
@@ -196,7 +196,7 @@ def cmd_optimize(args: argparse.Namespace) -> int:
     from molvae.checkpoint import load_model
     from molvae.objectives import format_objectives
     from molvae.optimize import build_surrogate
-    from molvae.train import resolve_device
+    from molvae.device import resolve_device
 
     recipe = load_recipe(args)
     if args.threads:

@@ -26,15 +26,12 @@ from pathlib import Path
 from typing import Any
 
 from molvae.data import DataConfig
+from molvae.errors import ConfigError
 from molvae.model import ModelConfig
 from molvae.tracking import TrackingConfig
 from molvae.train import TrainConfig
 
 __all__ = ["ConfigError", "RunConfig", "SampleConfig", "load_config", "parse_pairs", "to_toml"]
-
-
-class ConfigError(ValueError):
-    """A configuration file or override is wrong; the message names the key."""
 
 
 @dataclass(frozen=True)

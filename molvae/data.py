@@ -26,6 +26,7 @@ import torch
 from tqdm.auto import tqdm
 
 from molvae.chem import StandardizeOptions, clean_smiles_list, standardize, to_mol
+from molvae.errors import DataError
 from molvae.files import write_atomically
 from molvae.parallel import ChunkMapper
 from molvae.vocab import PAD_ID, Vocabulary
@@ -65,10 +66,6 @@ REJECT_REASONS = {
 _CACHE_VERSION = 1
 _SMILES_NAME = re.compile(r"smiles|^smi$", re.IGNORECASE)
 _PARALLEL_MIN_ROWS = 4000
-
-
-class DataError(ValueError):
-    """The input file cannot be used as a whole (as opposed to a single rejected row)."""
 
 
 @dataclass(frozen=True)

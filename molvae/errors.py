@@ -1,43 +1,32 @@
-"""Errors a user can cause, and how every entry point reports them: one line, a non-zero exit,
-no traceback (set ``MOLVAE_DEBUG=1`` to see it)."""
+"""The errors a user can cause. Every entry point (``molvae.entry``) reports them in one line, exit
+code 2, without a traceback (set ``MOLVAE_DEBUG=1`` to see it). This module imports nothing of molvae."""
 
 from __future__ import annotations
 
-import os
-import sys
-from collections.abc import Callable
-
-__all__ = ["UserError", "run_script", "user_errors"]
+__all__ = ["CheckpointError", "ConfigError", "DataError", "TrainingDiverged", "USER_ERRORS", "UserError"]
 
 
 class UserError(Exception):
     """An error caused by the user's input; printed without a traceback."""
 
 
-def user_errors() -> tuple[type[BaseException], ...]:
-    """The exception types that mean "bad input", not "bug": reported in one line."""
-    from molvae.checkpoint import CheckpointError
-    from molvae.config import ConfigError
-    from molvae.data import DataError
-    from molvae.train import TrainingDiverged
-
-    return (UserError, ConfigError, DataError, CheckpointError, TrainingDiverged, ValueError, FileNotFoundError,
-            PermissionError, RuntimeError)
+class ConfigError(UserError, ValueError):
+    """A configuration file or override is wrong; the message names the key."""
 
 
-def run_script(main: Callable[[], int | None], name: str | None = None) -> None:
-    """Run a script's ``main`` and exit: bad input ends in ``NAME: error: ...`` and exit code 2,
-    Ctrl-C in exit code 130."""
-    name = name or os.path.basename(sys.argv[0])
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # see molvae.cli.main
-    try:
-        code = main()
-    except KeyboardInterrupt:
-        print(f"{name}: aborted", file=sys.stderr)
-        sys.exit(130)
-    except Exception as err:
-        if os.environ.get("MOLVAE_DEBUG") or not isinstance(err, user_errors()):
-            raise
-        print(f"{name}: error: {err}", file=sys.stderr)
-        sys.exit(2)
-    sys.exit(code or 0)
+class DataError(UserError, ValueError):
+    """The input file cannot be used as a whole (as opposed to a single rejected row)."""
+
+
+class CheckpointError(UserError, ValueError):
+    """The file is not a molvae checkpoint this version can read."""
+
+
+class TrainingDiverged(UserError, RuntimeError):
+    """The loss became NaN or Inf; no checkpoint was written for the failing step."""
+
+
+# What an entry point reports in one line: our own errors, and the standard ones that library code
+# raises for bad values and missing or unreadable files.
+USER_ERRORS: tuple[type[BaseException], ...] = (UserError, ValueError, FileNotFoundError, PermissionError,
+                                                RuntimeError)

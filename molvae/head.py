@@ -23,8 +23,8 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from molvae.chem import PROPERTIES, property_table
 from molvae.checkpoint import LoadedModel
+from molvae.chem import PROPERTIES, property_table
 from molvae.data import excluded_mask
 from molvae.model import MolVAE, property_head
 from molvae.optimize import r2_and_mae

@@ -11,7 +11,6 @@ import math
 import threading
 import time
 from collections.abc import Callable, Container
-from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,13 +19,14 @@ from tqdm.auto import tqdm
 
 from molvae.checkpoint import LoadedModel
 from molvae.data import TokenizedSet, length_bucketed_batches
+from molvae.device import autocast, resolve_precision
+from molvae.errors import TrainingDiverged
 from molvae.metrics import generation_quality, novelty, uniqueness, validity
 from molvae.model import ExemplarPrior, MolVAE, VAEOutput, mmd_to_samples, vae_loss
 from molvae.tracking import NullTracker, Tracker
 from molvae.vocab import Vocabulary
 
-__all__ = ["TrainConfig", "TrainResult", "TrainingDiverged", "autocast", "control_kl_weight", "fit", "fit_exemplars", "kl_weight",
-           "resolve_device", "resolve_precision"]
+__all__ = ["TrainConfig", "TrainResult", "TrainingDiverged", "control_kl_weight", "fit", "fit_exemplars", "kl_weight"]
 
 log = logging.getLogger(__name__)
 
@@ -66,10 +66,6 @@ class TrainConfig:
     num_threads: int = 0  # CPU threads for torch (0 = torch's default)
 
 
-class TrainingDiverged(RuntimeError):
-    """The loss became NaN or Inf; no checkpoint was written for the failing step."""
-
-
 @dataclass
 class TrainResult:
     history: list[dict[str, float]]  # one dict of metrics per completed epoch
@@ -80,32 +76,6 @@ class TrainResult:
     train_seconds: float
     molecules_per_second: float
     final_state: dict[str, Any] = field(default_factory=dict, repr=False)
-
-
-def resolve_device(name: str) -> torch.device:
-    """``auto`` picks CUDA when available, else CPU; a named device must exist."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {name!r} requested but CUDA is not available")
-    return device
-
-
-def resolve_precision(precision: str, device: torch.device) -> torch.dtype | None:
-    """The autocast dtype for a precision setting on a device (None = plain fp32)."""
-    if precision == "auto":
-        precision = "fp16" if device.type == "cuda" else "fp32"
-    if precision not in {"fp32", "fp16", "bf16"}:
-        raise ValueError(f"precision must be auto, fp32, fp16 or bf16, got {precision!r}")
-    if precision != "fp32" and device.type != "cuda":
-        return torch.bfloat16 if precision == "bf16" else None  # CPU autocast only helps with bf16
-    return {"fp32": None, "fp16": torch.float16, "bf16": torch.bfloat16}[precision]
-
-
-def autocast(device: torch.device, dtype: torch.dtype | None):
-    """Mixed-precision context for ``dtype``, or a no-op for fp32."""
-    return torch.autocast(device.type, dtype=dtype) if dtype else nullcontext()
 
 
 def kl_weight(step: int, config: TrainConfig, total_steps: int, steps_per_epoch: int) -> float:

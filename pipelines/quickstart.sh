@@ -4,4 +4,4 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash pipelines/setup.sh
-exec .venv/bin/molvae train --config pipelines/quickstart.toml --out runs/quickstart "$@"
+exec .venv/bin/molvae train --config pipelines/recipes/quickstart.toml --out runs/quickstart "$@"

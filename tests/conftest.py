@@ -43,7 +43,7 @@ def tiny_config(tmp_path: Path, *overrides: str) -> RunConfig:
 @pytest.fixture(scope="session")
 def trained_run(tmp_path_factory):
     """A tiny model trained once per test session on the 64-molecule fixture."""
-    from molvae.pipeline import train_run
+    from molvae.experiment import train_run
 
     out = tmp_path_factory.mktemp("run")
     config = tiny_config(out, "train.epochs=3")

@@ -190,7 +190,7 @@ def test_pretrained_model_ships_loads_and_samples(tmp_path, capsys):
 
 def test_commands_that_read_molecules_default_to_the_lead_model(tmp_path, capsys):
     from molvae.checkpoint import PRETRAINED, PRETRAINED_LEAD, load_model
-    from molvae.pipeline import _initial_model
+    from molvae.experiment import _initial_model
 
     out = tmp_path / "recon.csv"
     assert main(["reconstruct", "--input", str(MOLECULES_CSV), "--beam", "1", "--out", str(out),

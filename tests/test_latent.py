@@ -301,7 +301,7 @@ def test_training_fits_exemplars_and_epochs_sample_from_posteriors(trained_run):
 
 
 def test_fine_tuning_refits_the_exemplars_to_its_own_molecules(trained_run, tmp_path):
-    from molvae.pipeline import train_run
+    from molvae.experiment import train_run
 
     from .conftest import MOLECULES_CSV, tiny_config
 

@@ -59,7 +59,7 @@ def loaded(trained_run):
 @pytest.fixture(scope="module")
 def head_model(tmp_path_factory):
     """A tiny model with a joint property head for QED and logP."""
-    from molvae.pipeline import train_run
+    from molvae.experiment import train_run
 
     out = tmp_path_factory.mktemp("head")
     config = tiny_config(out, 'model.property_names=["qed","logp"]', "sample.n=0")

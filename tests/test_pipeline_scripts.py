@@ -14,11 +14,12 @@ import pytest
 from .conftest import MOLECULES_CSV
 
 PIPELINES = Path(__file__).resolve().parent.parent / "pipelines"
-SCRIPTS = sorted(p.name for p in PIPELINES.glob("*.py"))
+SCRIPT_PATHS = {p.name: p for p in PIPELINES.glob("*/*.py")}  # benchmarks/ and studies/
+SCRIPTS = sorted(SCRIPT_PATHS)
 
 
 def run(script: str, *args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(PIPELINES / script), *map(str, args)], capture_output=True, text=True,
+    return subprocess.run([sys.executable, str(SCRIPT_PATHS[script]), *map(str, args)], capture_output=True, text=True,
                           timeout=300, cwd=cwd, env={**__import__("os").environ, "OMP_NUM_THREADS": "1"})
 
 

@@ -182,7 +182,12 @@ def test_refined_encodings_are_written_back_likelier_and_batching_does_not_chang
     assert torch.equal(refine_latents(loaded.model, plain.mu, tokens, steps=0), plain.mu)
     in_fives = torch.cat([refine_latents(loaded.model, plain.mu[i:i + 5], tokens[i:i + 5], steps=10)
                           for i in range(0, len(tokens), 5)])
-    assert torch.allclose(in_fives, refined.mu, atol=1e-5)
+    # Batches of other shapes run other SIMD kernels (AVX2, AVX-512), so gradients differ in the last bits
+    # and ten Adam steps carry that on (2.0e-5 seen on an AVX-512 CPU). A thousandth of the distance the
+    # refinement moves a coordinate (0.12 on average) is far above that rounding and far below any change
+    # that matters to a decode.
+    moved = (refined.mu - plain.mu).abs().mean()
+    assert (in_fives - refined.mu).abs().max() < 1e-3 * moved
     assert torch.equal(refined.logvar, plain.logvar) and refined.smiles == plain.smiles
 
     def nll(z):  # (N,) teacher-forced negative log-likelihood of each molecule's SELFIES

@@ -7,7 +7,7 @@ import sys
 
 import pandas as pd
 
-from molvae.pipeline import train_run
+from molvae.experiment import train_run
 from molvae.tracking import MlflowTracker
 
 from .conftest import MOLECULES_CSV, tiny_config

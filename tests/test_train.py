@@ -83,7 +83,7 @@ class StopAfterFirstEpoch(NullTracker):
 
 
 def test_a_run_stopped_by_hand_says_how_to_finish_it(tmp_path, caplog):
-    from molvae.pipeline import train_run
+    from molvae.experiment import train_run
 
     class StopAtFirstEpochEnd(NullTracker):
         def log_metrics(self, metrics, step=None):
@@ -198,7 +198,7 @@ def test_fine_tuning_starts_from_a_checkpoint_and_learns_new_symbols(trained_run
     the model lacks joins the vocabulary (its molecule is trained on), or with train.new_symbols =
     false the molecule is rejected."""
     from molvae.chem import StandardizeOptions, clean_smiles
-    from molvae.pipeline import train_run
+    from molvae.experiment import train_run
 
     from .conftest import tiny_config
 
@@ -248,7 +248,7 @@ def test_a_grown_vocabulary_keeps_every_prediction():
 def test_fine_tuning_adds_a_property_head_to_a_model_without_one(trained_run, tmp_path):
     """model.property_names on a headless starting model: a new head, the encoder and decoder kept."""
     from molvae.chem import PROPERTIES, to_mol
-    from molvae.pipeline import train_run
+    from molvae.experiment import train_run
 
     from .conftest import tiny_config
 

@@ -6,7 +6,7 @@ The benchmark's test molecules are NOT removed here: they are removed after stan
 training run itself (``data.exclude``), so that the same standardization decides what matches.
 
     molvae fetch-moses
-    python pipelines/make_lead_data.py --moses data/moses/train.csv.gz \
+    python pipelines/studies/make_lead_data.py --moses data/moses/train.csv.gz \
         --zinc ../shared/data/zinc/zinc_valid_24k.txt --n-moses 600000 --out data/lead/moses_zinc.csv.gz
 """
 
@@ -55,6 +55,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    from molvae.errors import run_script
+    from molvae.entry import run_script
 
     run_script(main)

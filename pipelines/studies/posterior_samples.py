@@ -5,7 +5,7 @@ decoder is fine and the prior N(0, I) covers regions the encoder never uses ("ho
 remedy is a larger KL weight or more training, not a larger decoder. Not a generator to report:
 its samples are neighbours of the input molecules (low novelty).
 
-    python pipelines/posterior_samples.py --model runs/moses_cpu/model.pt \\
+    python pipelines/studies/posterior_samples.py --model runs/moses_cpu/model.pt \\
         --data data/moses/train.csv.gz -n 10000 --out runs/moses_cpu/posterior10k.csv
     molvae evaluate runs/moses_cpu/posterior10k.csv --moses data/moses
 """
@@ -48,6 +48,6 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    from molvae.errors import run_script
+    from molvae.entry import run_script
 
     run_script(main)

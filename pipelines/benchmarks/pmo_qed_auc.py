@@ -10,7 +10,7 @@ early is extended flat. PMO reference for a SELFIES VAE + BO: 0.936 (AUC top-10,
 One oracle call = one RDKit QED of a valid molecule not scored before; invalid decodes and
 repeats are free (PMO counts the same way: its oracle caches repeated molecules).
 
-Full size (GPU):   python pipelines/pmo_qed_auc.py --model runs/zinc_opt/model.pt --out runs/pmo_qed
+Full size (GPU):   python pipelines/benchmarks/pmo_qed_auc.py --model runs/zinc_opt/model.pt --out runs/pmo_qed
 Reduced (2 CPUs):  ... --budget 2000 --threads 1  (the AUC then is over 2,000 calls: not comparable)
 
 Writes OUT/results.json, OUT/results.md, OUT/curves.csv (top-10 mean after each call) and
@@ -71,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     from molvae.config import parse_pairs
     from molvae.objectives import parse_objectives
     from molvae.optimize import build_surrogate, candidates_table, optimize_config_from_dict, run_method, top_k_auc
-    from molvae.train import resolve_device
+    from molvae.device import resolve_device
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -137,6 +137,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    from molvae.errors import run_script
+    from molvae.entry import run_script
 
     run_script(main)

@@ -3,7 +3,7 @@ r"""Record in a checkpoint the ring sizes of the molecules it was trained on, wh
 keeps its samples to (`sample.seen_rings`). `molvae train` records them itself; this is for
 checkpoints trained before it did (the shipped sampling model: every MOSES training molecule).
 
-    python pipelines/record_ring_sizes.py --model molvae/pretrained/model.pt --data data/moses/train.csv.gz \
+    python pipelines/studies/record_ring_sizes.py --model molvae/pretrained/model.pt --data data/moses/train.csv.gz \
         --out molvae/pretrained/model.pt
 
 The sizes are read from the molecules of --data as written (a salt's counter-ion adds its rings,
@@ -43,6 +43,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    from molvae.errors import run_script
+    from molvae.entry import run_script
 
     run_script(main)

@@ -26,15 +26,16 @@ from molvae.checkpoint import (PRETRAINED, PRETRAINED_LEAD, CheckpointError, loa
 from molvae.chem import PROPERTIES, REPORT_PROPERTIES, property_table, ring_sizes_in
 from molvae.config import RunConfig, to_toml
 from molvae.data import DataError, PreparedData, prepare, read_smiles_table, tokenize
+from molvae.device import resolve_device
 from molvae.distributed import DistributedContext, init_from_environment, wrap_model
 from molvae.errors import UserError
 from molvae.metrics import canonical_valid, evaluate_samples
 from molvae.model import MolVAE
 from molvae.report import loss_curves_png, molecule_grid_png, sample_table, write_sdf
 from molvae.sample import sample_prior
-from molvae.trainset import TrainingSetIndex, training_sample
 from molvae.tracking import NullTracker, Tracker, environment_tags
-from molvae.train import TrainConfig, TrainResult, fit, fit_exemplars, resolve_device
+from molvae.train import TrainConfig, TrainResult, fit, fit_exemplars
+from molvae.trainset import TrainingSetIndex, training_sample
 from molvae.vocab import Vocabulary
 
 __all__ = ["TrainRunSummary", "property_labels", "split_indices", "train_run"]

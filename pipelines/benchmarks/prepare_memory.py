@@ -5,7 +5,7 @@ every row, build the vocabulary, tokenize into the in-memory tensor) and samples
 set size (PSS) of this process and all its children every 0.2 s, so pages shared between the
 worker processes are counted once. The issue's bound: the full MOSES training set under 4 GiB.
 
-    python pipelines/prepare_memory.py data/moses/train.csv.gz --config pipelines/moses.toml
+    python pipelines/benchmarks/prepare_memory.py data/moses/train.csv.gz --config pipelines/recipes/moses.toml
 """
 
 from __future__ import annotations
@@ -118,6 +118,6 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    from molvae.errors import run_script
+    from molvae.entry import run_script
 
     run_script(main)

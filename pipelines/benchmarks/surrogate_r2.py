@@ -8,7 +8,7 @@ head does not cover an objective (MLPs on the encodings of ``--ensemble-molecule
 training molecules the checkpoint carries, the optimizer's own code and settings).
 
     molvae fetch-moses
-    python pipelines/surrogate_r2.py --input data/moses/test.csv.gz -n 5000 --out runs/surrogate_r2.json
+    python pipelines/benchmarks/surrogate_r2.py --input data/moses/test.csv.gz -n 5000 --out runs/surrogate_r2.json
 
 Prints one row per surrogate and property; writes the figures as JSON.
 """
@@ -103,6 +103,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    from molvae.errors import run_script
+    from molvae.entry import run_script
 
     run_script(main)

@@ -14,7 +14,7 @@ wall-clock minutes and CPU threads, then is scored the same way:
 Results go to ``OUT/study.csv`` (one row per arm and budget) and ``OUT/study.png`` (exact
 reconstruction against FCD/Test). Arms already trained (their ``model.pt`` exists) are only scored.
 
-    python pipelines/latent_study.py --data data/moses_sample_25k.csv --config pipelines/study.toml \\
+    python pipelines/studies/latent_study.py --data data/moses_sample_25k.csv --config pipelines/recipes/study.toml \\
         --minutes 7 --threads 1 --parallel 2 --out runs/study
 """
 
@@ -150,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
     parser.add_argument("--data", default="data/moses_sample_25k.csv")
-    parser.add_argument("--config", default="pipelines/study.toml", help="base recipe of every arm (from scratch)")
+    parser.add_argument("--config", default="pipelines/recipes/study.toml", help="base recipe of every arm (from scratch)")
     parser.add_argument("--arms", nargs="+", default=[*ARMS, *POSTHOC], help=f"from: {', '.join([*ARMS, *POSTHOC])}")
     parser.add_argument("--prior-steps", type=int, default=1000, help="fit-prior steps of the post-hoc arms")
     parser.add_argument("--minutes", type=float, default=7.0, help="training budget of every arm")
@@ -228,6 +228,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    from molvae.errors import run_script
+    from molvae.entry import run_script
 
     run_script(main)

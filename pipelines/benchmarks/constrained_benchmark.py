@@ -17,9 +17,9 @@ molecule exactly as written in the file (the JT-VAE convention).
 
 The whole benchmark on a 2-core CPU, in two shards side by side, then merged:
 
-    for i in 0 1; do python pipelines/constrained_benchmark.py --out runs/constrained/shard$i \
+    for i in 0 1; do python pipelines/benchmarks/constrained_benchmark.py --out runs/constrained/shard$i \
         --shard $i/2 --thresholds 0.4,0.6 --method neighbourhood --budget 100 --threads 1 & done; wait
-    python pipelines/constrained_benchmark.py --merge runs/constrained/shard0 runs/constrained/shard1 \
+    python pipelines/benchmarks/constrained_benchmark.py --merge runs/constrained/shard0 runs/constrained/shard1 \
         --out runs/constrained
 
 Writes OUT/leads_<delta>.csv per threshold (one row per molecule), OUT/results.csv, OUT/results.md
@@ -42,7 +42,7 @@ import time
 from pathlib import Path
 
 # ../shared/data/zinc beside the repository (the JT-VAE benchmark file)
-DEFAULT_DATA = str(Path(__file__).resolve().parents[2] / "shared" / "data" / "zinc" / "opt_test_800.logP-SA.txt")
+DEFAULT_DATA = str(Path(__file__).resolve().parents[3] / "shared" / "data" / "zinc" / "opt_test_800.logP-SA.txt")
 THRESHOLDS = (0.0, 0.2, 0.4, 0.6)
 
 # Published results (penalized logP improvement, mean +- std, and success rate) at each threshold.
@@ -98,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
     from molvae.config import parse_pairs
     from molvae.objectives import parse_objectives
     from molvae.optimize import build_surrogate, optimize_config_from_dict, optimize_leads
-    from molvae.train import resolve_device
+    from molvae.device import resolve_device
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -319,6 +319,6 @@ def _markdown(rows: list[dict], meta: dict) -> str:
 
 
 if __name__ == "__main__":
-    from molvae.errors import run_script
+    from molvae.entry import run_script
 
     run_script(main)

@@ -11,8 +11,8 @@ definition; use it when the exemplars are MOSES molecules). ``--modes`` picks th
 ``novel`` is a third one: canonical decodes of molecules outside that reference only (``molvae
 sample --novel``).
 
-    python pipelines/spread_curve.py --spreads 1,1.25,1.5,1.75,2,2.5 -n 5000 --moses data/moses --out runs/spread
-    python pipelines/spread_curve.py --spreads 1.5,2 -n 10000 --moses data/moses --modes novel --out runs/novel
+    python pipelines/benchmarks/spread_curve.py --spreads 1,1.25,1.5,1.75,2,2.5 -n 5000 --moses data/moses --out runs/spread
+    python pipelines/benchmarks/spread_curve.py --spreads 1.5,2 -n 10000 --moses data/moses --modes novel --out runs/novel
 
 Writes OUT/spread.csv and OUT/spread.png (FCD/Test against novelty, one point per spread and mode).
 """
@@ -147,6 +147,6 @@ def _plot(table, path: Path) -> None:
 
 
 if __name__ == "__main__":
-    from molvae.errors import run_script
+    from molvae.entry import run_script
 
     run_script(main)
