@@ -11,7 +11,7 @@ a key with the same name and type checks.
 >>> load_config(None, ["train.epoch=3"])
 Traceback (most recent call last):
 ...
-molvae.config.ConfigError: unknown key 'epoch' in [train]; known keys: ...
+molvae.errors.ConfigError: unknown key 'epoch' in [train]; known keys: ...
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import dataclasses
 import os
 import tomllib
 import typing
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,7 +31,8 @@ from molvae.model import ModelConfig
 from molvae.tracking import TrackingConfig
 from molvae.train import TrainConfig
 
-__all__ = ["ConfigError", "RunConfig", "SampleConfig", "load_config", "parse_pairs", "to_toml"]
+__all__ = ["ConfigError", "RunConfig", "SampleConfig", "build_dataclass", "load_config", "parse_pairs", "read_toml",
+           "to_toml", "toml_value"]
 
 
 @dataclass(frozen=True)
@@ -100,16 +101,36 @@ def _coerce(section: str, key: str, value: Any, annotation: Any) -> Any:
     raise ConfigError(f"{where}: unsupported type {hint!r}")
 
 
-def _build_section(name: str, values: dict[str, Any]) -> Any:
-    cls = _section_class(name)
+def build_dataclass(cls: type, values: Mapping[str, Any], section: str, base: Any = None) -> Any:
+    """A configuration dataclass from a TOML table (over ``base``, else the defaults): every value
+    coerced to its field's type, an unknown key an error that names it and the known ones.
+
+    >>> from molvae.tracking import TrackingConfig
+    >>> build_dataclass(TrackingConfig, {"experiment": "mine"}, "tracking").experiment
+    'mine'
+    >>> build_dataclass(TrackingConfig, {"experimnt": "mine"}, "tracking")
+    Traceback (most recent call last):
+    ...
+    molvae.errors.ConfigError: unknown key 'experimnt' in [tracking]; known keys: enabled, uri, experiment, ...
+    """
     hints = typing.get_type_hints(cls)
-    known = [f.name for f in dataclasses.fields(cls) if (name, f.name) not in _NOT_CONFIGURABLE]
+    known = [f.name for f in dataclasses.fields(cls) if (section, f.name) not in _NOT_CONFIGURABLE]
     kwargs = {}
     for key, value in values.items():
         if key not in known:
-            raise ConfigError(f"unknown key {key!r} in [{name}]; known keys: {', '.join(known)}")
-        kwargs[key] = _coerce(name, key, value, hints[key])
-    return cls(**kwargs)
+            raise ConfigError(f"unknown key {key!r} in [{section}]; known keys: {', '.join(known)}")
+        kwargs[key] = _coerce(section, key, value, hints[key])
+    return dataclasses.replace(base, **kwargs) if base is not None else cls(**kwargs)
+
+
+def read_toml(path: str | os.PathLike, what: str = "config file") -> dict[str, Any]:
+    """A TOML file as a dict; a missing or malformed file is a :class:`ConfigError` naming it."""
+    try:
+        return tomllib.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such {what}") from None
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigError(f"{path}: invalid TOML: {err}") from None
 
 
 def _parse_value(text: str) -> Any:
@@ -147,14 +168,7 @@ def parse_pairs(items: Sequence[str] | None, flag: str) -> dict[str, Any]:
 
 def load_config(path: str | os.PathLike | None, overrides: list[str] | None = None) -> RunConfig:
     """Defaults, then the TOML file (if any), then ``section.key=value`` overrides."""
-    raw: dict[str, dict[str, Any]] = {}
-    if path is not None:
-        try:
-            raw = tomllib.loads(Path(path).read_text())
-        except FileNotFoundError:
-            raise ConfigError(f"{path}: no such config file") from None
-        except tomllib.TOMLDecodeError as err:
-            raise ConfigError(f"{path}: invalid TOML: {err}") from None
+    raw: dict[str, dict[str, Any]] = read_toml(path) if path is not None else {}
     for override in overrides or []:
         section, key, value = _parse_override(override)
         raw.setdefault(section, {})[key] = value
@@ -163,7 +177,7 @@ def load_config(path: str | os.PathLike | None, overrides: list[str] | None = No
             raise ConfigError(f"unknown section [{section}]; known sections: {', '.join(_SECTIONS)}")
         if not isinstance(values, dict):
             raise ConfigError(f"[{section}] must be a table of keys")
-    return RunConfig(**{name: _build_section(name, raw.get(name, {})) for name in _SECTIONS})
+    return RunConfig(**{name: build_dataclass(_section_class(name), raw.get(name, {}), name) for name in _SECTIONS})
 
 
 def to_toml(config: RunConfig) -> str:
@@ -172,12 +186,17 @@ def to_toml(config: RunConfig) -> str:
     for section, values in config.to_dict().items():
         lines.append(f"[{section}]")
         for key, value in values.items():
-            lines.append(f"{key} = {_toml_value(value)}")
+            lines.append(f"{key} = {toml_value(value)}")
         lines.append("")
     return "\n".join(lines)
 
 
-def _toml_value(value: Any) -> str:
+def toml_value(value: Any) -> str:
+    """A value as TOML writes it (a string quoted, a list bracketed).
+
+    >>> toml_value("cuda"), toml_value([1, 2]), toml_value(True)
+    ('"cuda"', '[1, 2]', 'true')
+    """
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, (int, float)):
@@ -185,7 +204,7 @@ def _toml_value(value: Any) -> str:
     if isinstance(value, str):
         return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
     if isinstance(value, list):
-        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+        return "[" + ", ".join(toml_value(v) for v in value) + "]"
     raise TypeError(f"cannot write {value!r} as TOML")
 
 
@@ -204,7 +223,7 @@ def reference_markdown() -> str:
             if (section, f.name) in _NOT_CONFIGURABLE:
                 continue
             comment = re.search(rf"^\s+{f.name}:.*?#\s*(.*)$", source, re.MULTILINE)
-            parts.append(f"| `{f.name}` | `{_toml_value(getattr(defaults, f.name))}` | "
+            parts.append(f"| `{f.name}` | `{toml_value(getattr(defaults, f.name))}` | "
                          f"{comment.group(1) if comment else ''} |")
         parts.append("")
     return "\n".join(parts).rstrip() + "\n"

@@ -24,7 +24,7 @@ import torch
 from molvae.checkpoint import (PRETRAINED, PRETRAINED_LEAD, CheckpointError, load_model, model_from_payload,
                                read_checkpoint, save_checkpoint)
 from molvae.chem import PROPERTIES, REPORT_PROPERTIES, property_table, ring_sizes_in
-from molvae.config import RunConfig, to_toml
+from molvae.config import RunConfig, SampleConfig, to_toml
 from molvae.data import DataError, PreparedData, prepare, read_smiles_table, tokenize
 from molvae.device import resolve_device
 from molvae.distributed import DistributedContext, init_from_environment, wrap_model
@@ -330,10 +330,11 @@ def _train_run(data_path, config: RunConfig, out: Path, tracker: Tracker, resume
     return TrainRunSummary(out, result, counts, sample_metrics, files)
 
 
-def sample_and_report(loaded, config: RunConfig, out: Path, training_smiles: Container[str] | None,
-                      prefix: str = "samples") -> tuple[dict[str, float], dict[str, Path]]:
-    """Sample ``config.sample.n`` molecules; write CSV, SDF and a PNG grid; return metrics and files."""
-    s = config.sample
+def sample_molecules(loaded, config: SampleConfig, training_smiles: Container[str] | None
+                     ) -> tuple[pd.DataFrame, dict[str, float]]:
+    """Sample ``config.n`` molecules: their table (one row each: SMILES, validity, novelty, RDKit
+    properties) and the metrics of the set."""
+    s = config
     if s.novel and training_smiles is None:
         raise UserError("sample.novel (--novel) needs the training set, and neither the checkpoint nor --train "
                         "gives it")
@@ -342,12 +343,6 @@ def sample_and_report(loaded, config: RunConfig, out: Path, training_smiles: Con
                          ring_sizes=loaded.ring_sizes if s.seen_rings else None, max_draws=s.max_draws)
     smiles = drawn.smiles
     table = sample_table(smiles, training_smiles)
-    files = {"samples": out / f"{prefix}.csv", "sdf": out / f"{prefix}.sdf", "grid": out / f"{prefix}.png"}
-    table.to_csv(files["samples"], index=False)
-    write_sdf(table[table["valid"]], files["sdf"])
-    shown = table[table["valid"]].drop_duplicates("smiles").head(s.grid_size)
-    legends = [f"QED {q:.2f}  SA {a:.1f}" for q, a in zip(shown["qed"], shown["sa"])]
-    molecule_grid_png(shown["smiles"].tolist(), files["grid"], legends)
     valid = table[table["valid"]]  # property means of every sample, from the table's columns
     metrics = evaluate_samples(smiles, training_smiles,
                                properties={name: valid[name].tolist() for name in REPORT_PROPERTIES})
@@ -356,4 +351,22 @@ def sample_and_report(loaded, config: RunConfig, out: Path, training_smiles: Con
         metrics["known_left_out"] = drawn.excluded  # canonical decodes that were training molecules
     if s.seen_rings and loaded.ring_sizes is not None:
         metrics["odd_rings_left_out"] = drawn.odd_rings  # decodes with a ring size the training molecules lack
-    return metrics, files
+    return table, metrics
+
+
+def write_samples(table: pd.DataFrame, out: Path, prefix: str = "samples", grid_size: int = 48) -> dict[str, Path]:
+    """Write a sample table as CSV, its valid molecules as SDF and the first distinct ones as a PNG grid."""
+    files = {"samples": out / f"{prefix}.csv", "sdf": out / f"{prefix}.sdf", "grid": out / f"{prefix}.png"}
+    table.to_csv(files["samples"], index=False)
+    write_sdf(table[table["valid"]], files["sdf"])
+    shown = table[table["valid"]].drop_duplicates("smiles").head(grid_size)
+    legends = [f"QED {q:.2f}  SA {a:.1f}" for q, a in zip(shown["qed"], shown["sa"])]
+    molecule_grid_png(shown["smiles"].tolist(), files["grid"], legends)
+    return files
+
+
+def sample_and_report(loaded, config: RunConfig, out: Path, training_smiles: Container[str] | None,
+                      prefix: str = "samples") -> tuple[dict[str, float], dict[str, Path]]:
+    """Sample ``config.sample.n`` molecules; write CSV, SDF and a PNG grid; return metrics and files."""
+    table, metrics = sample_molecules(loaded, config.sample, training_smiles)
+    return metrics, write_samples(table, out, prefix, config.sample.grid_size)

@@ -33,16 +33,13 @@ def tiny_flags(tmp_path) -> list[str]:
 @pytest.mark.parametrize("command", ["train", "sample", "evaluate", "encode", "reconstruct", "score",
                                      "interpolate", "around", "map", "bench", "fetch-moses", "merge"])
 def test_every_command_explains_itself(command, capsys):
-    with pytest.raises(SystemExit) as exit_info:
-        main([command, "--help"])
-    assert exit_info.value.code == 0
+    assert main([command, "--help"]) == 0
     text = capsys.readouterr().out
     assert f"usage: molvae {command}" in text and len(text) > 200
 
 
 def test_top_level_help_lists_commands(capsys):
-    with pytest.raises(SystemExit):
-        main(["--help"])
+    assert main(["--help"]) == 0
     text = capsys.readouterr().out
     for command in ("train", "sample", "evaluate", "score", "interpolate"):
         assert command in text
@@ -289,4 +286,4 @@ def test_reconstruct_and_encode_refine_the_encodings_on_request(trained_run, tmp
     capsys.readouterr()
     assert main(["reconstruct", "--model", model, "--input", str(MOLECULES_CSV), "--out", str(plain),
                  "--refine", "-1"]) == 2
-    assert "--refine must be at least 0" in capsys.readouterr().err
+    assert "argument --refine: must be a whole number >= 0" in capsys.readouterr().err

@@ -327,6 +327,6 @@ def test_fit_prior_exemplars_and_sample_spread_from_the_cli(trained_run, tmp_pat
     assert main(["sample", "--model", str(out), "-n", "6", "--spread", "0.5", "--out", str(tmp_path / "s.csv")]) == 0
     assert (tmp_path / "s.csv").exists()
     assert main(["sample", "--model", str(out), "-n", "6", "--spread", "-1", "--out", str(tmp_path / "t.csv")]) == 2
-    assert "--spread must be > 0" in capsys.readouterr().err
+    assert "argument --spread: must be a finite number > 0" in capsys.readouterr().err
     assert main(["fit-prior", "--model", str(trained_run.out_dir / "model.pt"), "--count", "0",
                  "--out", str(out)]) == 2
