@@ -25,7 +25,7 @@ from molvae.checkpoint import (PRETRAINED, PRETRAINED_LEAD, CheckpointError, loa
                                read_checkpoint, save_checkpoint)
 from molvae.chem import PROPERTIES, REPORT_PROPERTIES, property_table, ring_sizes_in
 from molvae.config import RunConfig, SampleConfig, to_toml
-from molvae.data import DataError, PreparedData, prepare, read_smiles_table, tokenize
+from molvae.data import DataError, PreparedData, TokenizedSet, prepare, read_smiles_table, tokenize
 from molvae.device import resolve_device
 from molvae.distributed import DistributedContext, init_from_environment, wrap_model
 from molvae.errors import UserError
@@ -178,6 +178,111 @@ def train_run(data_path: str | os.PathLike, config: RunConfig, out_dir: str | os
             torch.distributed.destroy_process_group()
 
 
+@dataclass
+class _Start:
+    """The model a run trains and what it carries over: from scratch, from a checkpoint (``train.init``)
+    or from this run's last checkpoint (resume)."""
+
+    model: MolVAE
+    vocab: Vocabulary
+    config: RunConfig  # with a starting model's [model] settings when fine-tuning
+    init_length: int = 0  # a starting model's generation length: never shortened
+    resume_state: dict[str, Any] | None = None
+    earlier_hashes: torch.Tensor = dataclasses.field(default_factory=lambda: torch.empty(0, dtype=torch.int64))
+    earlier_rings: frozenset[int] = frozenset()
+
+
+def _starting_model(prepared: PreparedData, config: RunConfig, out: Path, resume: bool, data_path) -> _Start:
+    if resume:
+        payload = read_checkpoint(out / LAST)
+        if payload["meta"].get("data_sha256") != prepared.source_hash:
+            raise CheckpointError(f"{out / LAST} was trained on different data than {data_path}")
+        model, vocab = model_from_payload(payload)
+        if payload["train_state"] is None:
+            raise CheckpointError(f"{out / LAST} holds no training state to resume from")
+        # a resumed fine-tuning run keeps its starting model's molecules
+        return _Start(model, vocab, config, 0, payload["train_state"], *_carried(payload))
+    if config.train.init:
+        model, vocab, init_length, (hashes, rings) = _initial_model(config)
+        if config.train.new_symbols:
+            vocab = _learn_new_symbols(model, vocab, prepared)
+        config = dataclasses.replace(config, model=dataclasses.replace(model.config, vocab_size=0))
+        start = _Start(model, vocab, config, init_length, None, hashes, rings)
+    else:
+        vocab = Vocabulary.build(prepared.kept["selfies"])
+        start = _Start(MolVAE(dataclasses.replace(config.model, vocab_size=len(vocab))), vocab, config)
+    if start.model.exemplars is not None:
+        start.model.exemplars.resize(0)  # fitted to this run's training molecules when it ends (not a starting model's)
+    return start
+
+
+def _datasets(prepared: PreparedData, start: _Start, data_path) -> tuple[TokenizedSet, torch.Tensor, TokenizedSet,
+                                                                        TokenizedSet]:
+    """The tokenized molecules, the training indices and the training and validation sets, with
+    property labels standardized by the model's statistics (set from the training labels unless resuming)."""
+    config, model = start.config, start.model
+    labels = property_labels(prepared, list(model.config.property_names), config.data.workers)
+    data = tokenize(prepared.kept["selfies"].tolist(), prepared.kept["smiles"].tolist(), start.vocab, labels)
+    train_index, valid_index = split_indices(len(data), config.data.validation_fraction, config.train.seed)
+    if config.data.max_molecules:
+        train_index = train_index[: config.data.max_molecules]
+    train_set, valid_set = data.subset(train_index), data.subset(valid_index)
+    if len(valid_set) == 0:
+        raise DataError(f"{data_path}: {len(data)} usable molecule(s) is too few to hold any out for validation")
+    if labels is not None and start.resume_state is None:
+        known = train_set.labels
+        model.property_mean.copy_(torch.nanmean(known, dim=0))
+        model.property_std.copy_(torch.sqrt(torch.nanmean((known - model.property_mean) ** 2, dim=0)).clamp(min=1e-6))
+    if train_set.labels is not None:
+        train_set.labels = (train_set.labels - model.property_mean) / model.property_std
+        valid_set.labels = (valid_set.labels - model.property_mean) / model.property_std
+    return data, train_index, train_set, valid_set
+
+
+def _checkpoint_meta(start: _Start, prepared: PreparedData, data: TokenizedSet, train_index: torch.Tensor, data_path,
+                     tracker: Tracker) -> dict[str, Any]:
+    """What every checkpoint of the run says about itself; novelty and surrogates read its training
+    hashes, ring sizes and sample instead of the training file."""
+    config, smiles = start.config, prepared.kept["smiles"]
+    hashes = torch.cat([start.earlier_hashes, TrainingSetIndex.from_smiles(smiles).hashes])
+    return {
+        "data_path": str(data_path),
+        "data_sha256": prepared.source_hash,
+        "data_counts": prepared.counts(),
+        "config": config.to_dict(),
+        "n_parameters": sum(p.numel() for p in start.model.parameters()),
+        "mlflow_run_id": tracker.run_id or "",
+        **environment_tags(),
+        "training_hashes": TrainingSetIndex(hashes).hashes,
+        "ring_sizes": sorted(start.earlier_rings.union(ring_sizes_in(smiles.tolist(), config.data.workers))),
+        "training_sample": training_sample([data.smiles[i] for i in train_index.tolist()], seed=config.train.seed),
+    }
+
+
+def _record_inputs(out: Path, tracker: Tracker, start: _Start, prepared: PreparedData, data_path, sizes: dict[str, int],
+                   n_params: int, world_size: int, main: bool) -> None:
+    """The run's configuration, vocabulary and data report: as files (rank 0) and in the tracker."""
+    config, counts, resume = start.config, prepared.counts(), start.resume_state is not None
+    if main:
+        (out / "config.toml").write_text(to_toml(config))
+        _write_json(out / "vocab.json", start.vocab.to_dict())
+        _write_json(out / "data_report.json", {"counts": counts, "smiles_column": prepared.smiles_column,
+                                               "label_columns": prepared.label_columns,
+                                               "sha256": prepared.source_hash, **sizes})
+    tracker.set_tags(environment_tags())
+    if not resume:
+        tracker.log_params({**config.to_dict(), "data": {**dataclasses.asdict(config.data), "path": str(data_path),
+                                                          "sha256": prepared.source_hash},
+                            "model": {**config.to_dict()["model"], "vocab_size": len(start.vocab),
+                                      "n_parameters": n_params},
+                            "world_size": world_size})
+    tracker.log_metrics({f"data_{k}": v for k, v in counts.items()})
+    if not resume:
+        tracker.log_dataset(data_path, prepared.source_hash, counts)
+    for name in ("config.toml", "vocab.json", "data_report.json", "rejected.csv"):
+        tracker.log_artifact(out / name, "data" if name != "config.toml" else None)
+
+
 def _train_run(data_path, config: RunConfig, out: Path, tracker: Tracker, resume: bool,
                stop: threading.Event | None, context: DistributedContext, device: torch.device) -> TrainRunSummary:
     main = context.is_main
@@ -191,27 +296,8 @@ def _train_run(data_path, config: RunConfig, out: Path, tracker: Tracker, resume
     prepared = prepare(data_path, config.data)
     if main:
         context.barrier()
-    resume_state, init_length = None, 0
-    earlier_hashes, earlier_rings = torch.empty(0, dtype=torch.int64), frozenset()
-    if resume:
-        payload = read_checkpoint(out / LAST)
-        if payload["meta"].get("data_sha256") != prepared.source_hash:
-            raise CheckpointError(f"{out / LAST} was trained on different data than {data_path}")
-        model, vocab = model_from_payload(payload)
-        resume_state = payload["train_state"]
-        earlier_hashes, earlier_rings = _carried(payload)  # a resumed fine-tuning run keeps its starting model's molecules
-        if resume_state is None:
-            raise CheckpointError(f"{out / LAST} holds no training state to resume from")
-    elif config.train.init:
-        model, vocab, init_length, (earlier_hashes, earlier_rings) = _initial_model(config)
-        if config.train.new_symbols:
-            vocab = _learn_new_symbols(model, vocab, prepared)
-        config = dataclasses.replace(config, model=dataclasses.replace(model.config, vocab_size=0))
-    else:
-        vocab = Vocabulary.build(prepared.kept["selfies"])
-        model = MolVAE(dataclasses.replace(config.model, vocab_size=len(vocab)))
-    if model.exemplars is not None and not resume:
-        model.exemplars.resize(0)  # fitted to this run's training molecules when it ends (not a starting model's)
+    start = _starting_model(prepared, config, out, resume, data_path)
+    config, model, vocab = start.config, start.model, start.vocab
     if resume or (config.train.init and not config.train.new_symbols):  # a vocabulary not built (or extended) on
         # this data: rows it cannot read are rejected
         prepared = prepared.restrict_to_vocabulary(vocab)
@@ -221,60 +307,17 @@ def _train_run(data_path, config: RunConfig, out: Path, tracker: Tracker, resume
         files["rejected"] = out / "rejected.csv"
         log.info("data: %s", ", ".join(f"{k}={v}" for k, v in counts.items()))
 
-    labels = property_labels(prepared, list(model.config.property_names), config.data.workers)
-    data = tokenize(prepared.kept["selfies"].tolist(), prepared.kept["smiles"].tolist(), vocab, labels)
-    train_index, valid_index = split_indices(len(data), config.data.validation_fraction, config.train.seed)
-    if config.data.max_molecules:
-        train_index = train_index[: config.data.max_molecules]
-    train_set, valid_set = data.subset(train_index), data.subset(valid_index)
-    if len(valid_set) == 0:
-        raise DataError(f"{data_path}: {len(data)} usable molecule(s) is too few to hold any out for validation")
-    if labels is not None and not resume:
-        known = train_set.labels
-        model.property_mean.copy_(torch.nanmean(known, dim=0))
-        model.property_std.copy_(torch.sqrt(torch.nanmean((known - model.property_mean) ** 2, dim=0)).clamp(min=1e-6))
-    if train_set.labels is not None:
-        train_set.labels = (train_set.labels - model.property_mean) / model.property_std
-        valid_set.labels = (valid_set.labels - model.property_mean) / model.property_std
-    max_length = max(init_length, int(data.lengths.max()) + max(4, int(0.1 * int(data.lengths.max()))))
-
+    data, train_index, train_set, valid_set = _datasets(prepared, start, data_path)
+    longest = int(data.lengths.max())
+    max_length = max(start.init_length, longest + max(4, int(0.1 * longest)))
     model.to(device)
-    n_params = sum(p.numel() for p in model.parameters())
-    meta = {
-        "data_path": str(data_path),
-        "data_sha256": prepared.source_hash,
-        "data_counts": counts,
-        "config": config.to_dict(),
-        "n_parameters": n_params,
-        "mlflow_run_id": tracker.run_id or "",
-        **environment_tags(),
-        # novelty and surrogates read these instead of the training file
-        "training_hashes": TrainingSetIndex(torch.cat([earlier_hashes,
-                                                       TrainingSetIndex.from_smiles(prepared.kept["smiles"]).hashes])).hashes,
-        "ring_sizes": sorted(earlier_rings.union(ring_sizes_in(prepared.kept["smiles"].tolist(), config.data.workers))),
-        "training_sample": training_sample([data.smiles[i] for i in train_index.tolist()], seed=config.train.seed),
-    }
-    if main:
-        (out / "config.toml").write_text(to_toml(config))
-        _write_json(out / "vocab.json", vocab.to_dict())
-        _write_json(out / "data_report.json", {"counts": counts, "smiles_column": prepared.smiles_column,
-                                               "label_columns": prepared.label_columns,
-                                               "sha256": prepared.source_hash, "train_molecules": len(train_set),
-                                               "validation_molecules": len(valid_set)})
-    tracker.set_tags(environment_tags())
-    if not resume:
-        tracker.log_params({**config.to_dict(), "data": {**dataclasses.asdict(config.data), "path": str(data_path),
-                                                          "sha256": prepared.source_hash},
-                            "model": {**config.to_dict()["model"], "vocab_size": len(vocab), "n_parameters": n_params},
-                            "world_size": context.world_size})
-    tracker.log_metrics({f"data_{k}": v for k, v in counts.items()})
-    if not resume:
-        tracker.log_dataset(data_path, prepared.source_hash, counts)
-    for name in ("config.toml", "vocab.json", "data_report.json", "rejected.csv"):
-        tracker.log_artifact(out / name, "data" if name != "config.toml" else None)
+    meta = _checkpoint_meta(start, prepared, data, train_index, data_path, tracker)
+    _record_inputs(out, tracker, start, prepared, data_path, {"train_molecules": len(train_set),
+                                                              "validation_molecules": len(valid_set)},
+                   meta["n_parameters"], context.world_size, main)
     if main:
         log.info("model: %s parameters, vocabulary %d symbols, %d train / %d validation molecules, device %s%s",
-                 f"{n_params:,}", len(vocab.symbols), len(train_set), len(valid_set), device,
+                 f"{meta['n_parameters']:,}", len(vocab.symbols), len(train_set), len(valid_set), device,
                  f", {context.world_size} processes" if context.active else "")
 
     def save(kind: str, train_state: dict[str, Any]) -> None:
@@ -285,12 +328,39 @@ def _train_run(data_path, config: RunConfig, out: Path, tracker: Tracker, resume
     reference = fcd_reference(config.train, valid_set.smiles) if main and config.train.eval_samples else None
     result = fit(wrap_model(model, context, device), vocab, train_set, valid_set, config.train,
                  max_length=max_length, training_smiles=training_smiles, tracker=tracker, save=save,
-                 resume_state=resume_state, stop=stop, rank=context.rank, world_size=context.world_size,
+                 resume_state=start.resume_state, stop=stop, rank=context.rank, world_size=context.world_size,
                  fcd_reference=reference, canonical_samples=config.sample.canonical,
                  sample_ring_sizes=frozenset(meta["ring_sizes"]) if config.sample.seen_rings else None)
     if not main:
         return TrainRunSummary(out, result, counts, {}, files)
-    if result.stop_reason != "interrupted" and (out / BEST).exists() and model.config.exemplars:
+    sample_metrics = _finish(out, config, model, vocab, max_length, train_set, training_smiles, result, tracker,
+                             device, files)
+    _write_json(out / "metrics.json", {"training": {**_training_summary(result),
+                                                    "total_seconds": time.perf_counter() - started},
+                                       "data": counts, "samples": sample_metrics})
+    files["metrics"] = out / "metrics.json"
+    for key in ("history", "loss_curves", "metrics", "samples", "sdf", "grid"):
+        if key in files:
+            tracker.log_artifact(files[key])
+    if (out / BEST).exists():
+        tracker.log_artifact(out / BEST, "checkpoint")
+        if config.tracking.log_model and result.stop_reason != "interrupted":
+            tracker.log_pyfunc_model(out / BEST)
+    return TrainRunSummary(out, result, counts, sample_metrics, files)
+
+
+def _training_summary(result: TrainResult) -> dict[str, Any]:
+    return {"stop_reason": result.stop_reason, "epochs": result.epochs_completed, "best_epoch": result.best_epoch + 1,
+            "train_seconds": result.train_seconds, "train_molecules_per_second": result.molecules_per_second}
+
+
+def _finish(out: Path, config: RunConfig, model: MolVAE, vocab: Vocabulary, max_length: int, train_set: TokenizedSet,
+            training_smiles: set[str], result: TrainResult, tracker: Tracker, device: torch.device,
+            files: dict[str, Path]) -> dict[str, float]:
+    """After training: the best model's exemplar prior, the history and loss curves, and molecules
+    sampled from it (their metrics are returned; the files written are added to ``files``)."""
+    finished = result.stop_reason != "interrupted" and (out / BEST).exists()
+    if finished and model.config.exemplars:
         payload = read_checkpoint(out / BEST)
         best, _ = model_from_payload(payload)
         n = fit_exemplars(best.to(device), train_set, config.train.seed)
@@ -301,15 +371,12 @@ def _train_run(data_path, config: RunConfig, out: Path, tracker: Tracker, resume
     files.update(history=out / "history.csv", checkpoint=out / BEST, last=out / LAST)
     if result.history:
         files["loss_curves"] = loss_curves_png(result.history, out / "loss_curves.png")
-    summary = {"stop_reason": result.stop_reason, "epochs": result.epochs_completed, "best_epoch": result.best_epoch + 1,
-               "train_seconds": result.train_seconds, "train_molecules_per_second": result.molecules_per_second}
     tracker.log_metrics({"train_seconds": result.train_seconds,
                          "train_molecules_per_second": result.molecules_per_second,
                          "best_epoch": result.best_epoch + 1})
     sample_metrics: dict[str, float] = {}
-    if result.stop_reason != "interrupted" and (out / BEST).exists() and config.sample.n > 0:
-        loaded = load_model(out / BEST, device)
-        sample_metrics, sample_files = sample_and_report(loaded, config, out, training_smiles)
+    if finished and config.sample.n > 0:
+        sample_metrics, sample_files = sample_and_report(load_model(out / BEST, device), config, out, training_smiles)
         files.update(sample_files)
         tracker.log_metrics({f"final_{k}": v for k, v in sample_metrics.items()})
     if result.stop_reason == "interrupted" and (out / BEST).exists():
@@ -317,17 +384,7 @@ def _train_run(data_path, config: RunConfig, out: Path, tracker: Tracker, resume
         log.warning("stopped before the end: %s (the best epoch so far) has no %sfinal samples; `molvae train ... "
                     "--resume` continues the run%s", out / BEST, "exemplar prior and " * exemplars,
                     f", `molvae fit-prior --model {out / BEST} --out FILE` gives it exemplars now" * exemplars)
-    summary["total_seconds"] = time.perf_counter() - started
-    _write_json(out / "metrics.json", {"training": summary, "data": counts, "samples": sample_metrics})
-    files["metrics"] = out / "metrics.json"
-    for key in ("history", "loss_curves", "metrics", "samples", "sdf", "grid"):
-        if key in files:
-            tracker.log_artifact(files[key])
-    if (out / BEST).exists():
-        tracker.log_artifact(out / BEST, "checkpoint")
-        if config.tracking.log_model and result.stop_reason != "interrupted":
-            tracker.log_pyfunc_model(out / BEST)
-    return TrainRunSummary(out, result, counts, sample_metrics, files)
+    return sample_metrics
 
 
 def sample_molecules(loaded, config: SampleConfig, training_smiles: Container[str] | None
