@@ -110,3 +110,16 @@ def test_lead_optimization_calls_the_same_molecules(lead_model):
     [lead] = optimize_leads(lead_model, [ASPIRIN], objectives, method="neighbourhood", surrogate=surrogate,
                             config=OptimizeConfig(budget=20, batch_size=8, seed=0, min_similarity=0.4))
     assert [c.smiles for c in lead.candidates[:10]] == LEAD_FIRST_CALLS
+
+
+def test_the_python_api_gives_the_same_molecules():
+    import molvae
+
+    assert molvae.load().sample(8, seed=0, seen_rings=False)["smiles"].tolist() == SAMPLES_SEED_0
+    campaign = molvae.load("lead").campaign("qed:max", budget=40, batch_size=8, seed=0, method="random,neighbourhood")
+    by_method = campaign.candidates.sort_values("call", kind="stable").groupby("method")["smiles"]
+    assert by_method.get_group("random").head(10).tolist() == RANDOM_FIRST_CALLS
+    assert by_method.get_group("neighbourhood").head(10).tolist() == NEIGHBOURHOOD_FIRST_CALLS
+    lead = molvae.load("lead").campaign("plogp_raw:max", seeds=[ASPIRIN], budget=20, batch_size=8, seed=0,
+                                        min_similarity=0.4, method="neighbourhood")
+    assert lead.candidates.sort_values("call", kind="stable")["smiles"].head(10).tolist() == LEAD_FIRST_CALLS
