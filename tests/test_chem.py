@@ -1,4 +1,4 @@
-"""Chemistry layer and vocabulary: standardization, SELFIES round trips (hypothesis), properties."""
+"""The chemistry layer: standardization, SELFIES round trips (hypothesis), properties."""
 
 from __future__ import annotations
 
@@ -16,7 +16,6 @@ from molvae.chem import (
     to_mol,
     without_rdkit_log,
 )
-from molvae.vocab import BOS_ID, EOS_ID, PAD_ID, SPECIAL_TOKENS, Vocabulary
 
 from .conftest import ASPIRIN, INVALID, MOLECULES_CSV
 
@@ -30,18 +29,6 @@ def test_standardize_fixture_round_trips_through_selfies():
         assert reason is None, (smiles, reason)
         assert decode_selfies(encode_selfies(canonical)) == canonical
 
-
-
-@given(st.lists(st.sampled_from(ALPHABET), min_size=1, max_size=40))
-@settings(max_examples=200, deadline=None)
-def test_vocabulary_round_trip(symbols):
-    vocab = Vocabulary(ALPHABET)
-    selfies = "".join(symbols)
-    ids = vocab.encode(selfies)
-    assert ids[0] == BOS_ID and ids[-1] == EOS_ID
-    assert all(i >= len(SPECIAL_TOKENS) for i in ids[1:-1])
-    assert vocab.decode(ids + [PAD_ID, PAD_ID]) == selfies
-    assert Vocabulary.from_dict(vocab.to_dict()) == vocab
 
 
 @given(st.lists(st.sampled_from(ALPHABET), max_size=40))
@@ -58,13 +45,6 @@ def test_any_selfies_decodes_to_valid_smiles_or_none(symbols):
 def test_standardize_never_raises_on_text(text):
     canonical, reason = standardize(text)
     assert (canonical is None) != (reason is None)
-
-
-def test_vocabulary_keeps_specials_apart():
-    vocab = Vocabulary.build(["[C][nop][O]"])
-    assert vocab.tokens[: len(SPECIAL_TOKENS)] == list(SPECIAL_TOKENS)
-    assert "[nop]" in vocab.symbols  # SELFIES padding is an ordinary symbol here
-    assert vocab.unknown_symbols("[C][Xe]") == ["[Xe]"]
 
 
 def test_standardize_reasons():
