@@ -17,6 +17,7 @@ molvae.errors.ConfigError: unknown key 'epoch' in [train]; known keys: ...
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import tomllib
 import typing
@@ -74,6 +75,34 @@ def _section_class(name: str) -> type:
             "tracking": TrackingConfig}[name]
 
 
+# The range of each numeric key that is not simply "finite and >= 0": (low, high, low excluded).
+_RANGES: dict[tuple[str, str], tuple[float, float | None, bool]] = {
+    ("data", "max_tokens"): (4, None, False), ("data", "max_smiles_chars"): (1, None, False),
+    ("data", "max_heavy_atoms"): (1, None, False), ("data", "max_reject_fraction"): (0, 1, False),
+    ("data", "validation_fraction"): (0, 0.9, False),
+    **{("model", key): (1, None, False) for key in ("embedding_dim", "encoder_hidden", "encoder_layers", "latent_dim",
+                                                   "decoder_hidden", "decoder_layers", "property_hidden",
+                                                   "property_layers", "prior_layers", "prior_hidden",
+                                                   "prior_components")},
+    ("model", "dropout"): (0, 0.99, False), ("model", "exemplar_spread"): (0, 100, True),
+    ("train", "epochs"): (1, None, False), ("train", "batch_size"): (1, None, False),
+    ("train", "learning_rate"): (0, None, True), ("train", "kl_cycles"): (1, None, False),
+    ("train", "kl_ramp_fraction"): (0, 1, False), ("train", "word_dropout"): (0, 0.99, False),
+    ("sample", "temperature"): (0, 100, False), ("sample", "batch_size"): (1, None, False),
+    ("sample", "max_draws"): (1, None, False),
+}
+
+
+def _in_range(section: str, key: str, value: float) -> float:
+    """``value`` if it is finite and within the key's range (:data:`_RANGES`, else >= 0)."""
+    low, high, low_open = _RANGES.get((section, key), (0, None, False))
+    if (not math.isfinite(value) or (value <= low if low_open else value < low)
+            or (high is not None and value > high)):
+        bounds = f"{'>' if low_open else '>='} {low:g}" + (f" and <= {high:g}" if high is not None else "")
+        raise ConfigError(f"{section}.{key} must be a finite number {bounds}, got {value!r}")
+    return value
+
+
 def _coerce(section: str, key: str, value: Any, annotation: Any) -> Any:
     where = f"{section}.{key}"
     hint = annotation
@@ -89,11 +118,11 @@ def _coerce(section: str, key: str, value: Any, annotation: Any) -> Any:
     if hint is int:
         if isinstance(value, bool) or not isinstance(value, int):
             raise ConfigError(f"{where} must be an integer, got {value!r}")
-        return value
+        return _in_range(section, key, value)
     if hint is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{where} must be a number, got {value!r}")
-        return float(value)
+        return _in_range(section, key, float(value))
     if hint is str:
         if not isinstance(value, str):
             raise ConfigError(f"{where} must be a string, got {value!r}")

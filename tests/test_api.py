@@ -76,3 +76,15 @@ def test_evaluate_and_train_from_python(tmp_path):
         molvae.train(MOLECULES_CSV, out=tmp_path, epochs=1)
     with pytest.raises(UserError, match="unknown key"):
         molvae.train(MOLECULES_CSV, out=tmp_path, train__epoch=1)
+
+
+def test_the_shipped_model_samples_from_an_empty_directory(tmp_path):
+    import subprocess
+    import sys
+
+    code = "import molvae; t = molvae.load().sample(10, seed=0); print(len(t), t['valid'].all(), 'smiles' in t)"
+    done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=300,
+                          env={**__import__("os").environ, "OMP_NUM_THREADS": "1"})
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["10", "True", "True"]
+    assert list(tmp_path.iterdir()) == []  # nothing written where the user stands

@@ -82,3 +82,38 @@ def test_the_options_users_met_first(argv, tmp_path, capsys):
     assert main([*argv, "--out", str(tmp_path / "x")]) == 2
     err = capsys.readouterr().err
     assert err.startswith(f"molvae {argv[0]}: error: argument {argv[1]}: must be ") and err.count("\n") == 1
+
+
+def _numeric_config_keys() -> list[str]:
+    import dataclasses
+    import typing
+
+    from molvae.config import _NOT_CONFIGURABLE, _SECTIONS, _section_class
+
+    keys = []
+    for section in _SECTIONS:
+        hints = typing.get_type_hints(_section_class(section))
+        keys += [f"{section}.{f.name}" for f in dataclasses.fields(_section_class(section))
+                 if hints[f.name] in (int, float) and (section, f.name) not in _NOT_CONFIGURABLE]
+    return keys
+
+
+@pytest.mark.parametrize("key", _numeric_config_keys())
+def test_every_numeric_config_key_refuses_negative_nan_and_inf(key, tmp_path, capsys):
+    for value in ("-5", "nan", "inf"):
+        code = main(["train", "--data", str(MOLECULES_CSV), "--out", str(tmp_path / "t"), "--no-track",
+                     "--set", f"{key}={value}"])
+        err = capsys.readouterr().err
+        assert code == 2 and err.count("\n") == 1 and key in err, (value, err)
+    assert not (tmp_path / "t").exists()  # refused before any work
+
+
+def test_the_recipes_are_within_range():
+    from pathlib import Path
+
+    from molvae.config import load_config
+
+    recipes = sorted((Path(__file__).resolve().parent.parent / "pipelines" / "recipes").glob("*.toml"))
+    for recipe in recipes:
+        if "objective" not in recipe.read_text() and "[optimize]" not in recipe.read_text():
+            load_config(recipe)
