@@ -8,7 +8,6 @@ from pathlib import Path
 
 from molvae.cli.common import COUNT, SEED, SPREAD, STEPS, Number, graceful_stop, load, model_args, print_table, \
     read_smiles
-from molvae.errors import UserError
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -44,66 +43,35 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_fit_prior(args: argparse.Namespace) -> int:
-    from molvae.checkpoint import save_checkpoint
-    from molvae.model import ModelConfig
-    from molvae.prior import fit_exemplar_prior, fit_prior
-    from molvae.trainset import surrogate_molecules
-
-    count = ModelConfig.exemplars if args.count is None else args.count
-    spread = ModelConfig.exemplar_spread if args.spread is None else args.spread
-    loaded = load(args, "cpu").loaded
-    smiles = read_smiles(args.data, args.smiles_column) if args.data else surrogate_molecules(loaded)
-    if not smiles:
-        raise UserError("no molecules to fit the prior on: give --data (the model carries no training sample "
-                        "and its training file is not found)")
+    model = load(args, "cpu")
+    smiles = read_smiles(args.data, args.smiles_column) if args.data else None
+    fitted, figures = model.fit_prior(smiles, kind=args.kind, count=args.count, spread=args.spread, steps=args.steps,
+                                      seed=args.seed, source=args.data)
+    fitted.save(args.out)
     if args.kind == "exemplars":
-        model = fit_exemplar_prior(loaded, smiles, count=count, spread=spread, seed=args.seed)
-        meta = {**loaded.meta, "prior_fit": {"kind": "exemplars", "exemplars": model.exemplars.means.size(0),
-                                             "spread": spread, "data": args.data or "training sample"}}
-        save_checkpoint(args.out, model, loaded.vocab, loaded.max_length, meta)
-        print(f"exemplar prior: posteriors of {model.exemplars.means.size(0)} molecules, spread {spread}; "
+        print(f"exemplar prior: posteriors of {figures['exemplars']} molecules, spread {figures['spread']}; "
               f"wrote {args.out}")
-        return 0
-    model, figures = fit_prior(loaded, smiles, steps=args.steps, seed=args.seed)
-    meta = {**loaded.meta, "prior_fit": {**figures, "steps": args.steps, "data": args.data or "training sample"}}
-    save_checkpoint(args.out, model, loaded.vocab, loaded.max_length, meta)
-    print(f"prior fitted on {figures['molecules']:.0f} molecules: held-out log p(z) "
-          f"{figures['held_out_log_prob_before']:.1f} -> {figures['held_out_log_prob_after']:.1f} nats; wrote {args.out}")
+    else:
+        print(f"prior fitted on {figures['molecules']:.0f} molecules: held-out log p(z) "
+              f"{figures['held_out_log_prob_before']:.1f} -> {figures['held_out_log_prob_after']:.1f} nats; "
+              f"wrote {args.out}")
     return 0
 
 
 def cmd_fit_head(args: argparse.Namespace) -> int:
-    import torch
-
-    from molvae.checkpoint import save_checkpoint
-    from molvae.data import standardized_set
-    from molvae.head import fit_property_head
-    from molvae.trainset import surrogate_molecules
-
-    loaded = load(args, "cpu").loaded
-    names = ([p.strip() for p in args.properties.split(",") if p.strip()] if args.properties
-             else list(loaded.model.config.property_names) or ["qed", "plogp_raw", "logp", "sa"])
-    smiles = read_smiles(args.data, args.smiles_column) if args.data else surrogate_molecules(loaded)
-    if not smiles:
-        raise UserError("no molecules to fit the head on: give --data (the model carries no training sample "
-                        "and its training file is not found)")
-    if len(smiles) > args.count:
-        order = torch.randperm(len(smiles), generator=torch.Generator().manual_seed(args.seed))[:args.count]
-        smiles = [smiles[i] for i in order.tolist()]
-    exclude = standardized_set(args.exclude, loaded.standardize_options, args.workers) if args.exclude else set()
-    model, figures = fit_property_head(loaded, smiles, names, hidden=args.hidden, layers=args.layers,
-                                       epochs=args.epochs, seed=args.seed, workers=args.workers, exclude=exclude,
-                                       cache=args.cache)
-    meta = {**loaded.meta, "head_fit": {**figures, "properties": names, "hidden": args.hidden,
-                                        "layers": args.layers, "data": args.data or "training sample",
-                                        "exclude": args.exclude or ""}}
-    save_checkpoint(args.out, model, loaded.vocab, loaded.max_length, meta)
+    model = load(args, "cpu")
+    smiles = read_smiles(args.data, args.smiles_column) if args.data else None
+    names = [p.strip() for p in args.properties.split(",") if p.strip()] if args.properties else None
+    fitted, figures = model.fit_head(smiles, properties=names, count=args.count, exclude=args.exclude,
+                                     hidden=args.hidden, layers=args.layers, epochs=args.epochs, workers=args.workers,
+                                     seed=args.seed, cache=args.cache, source=args.data)
+    fitted.save(args.out)
     print(f"property head fitted on {figures['train_molecules']:,.0f} encoded molecules (best epoch "
           f"{figures['best_epoch']:.0f} of {figures['epochs']:.0f}), {figures['validation_molecules']:,.0f} held out; "
           f"dropped: {figures['dropped_not_encoded']:,.0f} not readable by the model, "
           f"{figures['dropped_not_scored']:,.0f} not scored, {figures['dropped_excluded']:,.0f} excluded")
     print(f"{'property':<12} {'R2 before':>10} {'R2 now':>8} {'MAE now':>8}")
-    for name in names:
+    for name in fitted.properties:
         before = figures.get(f"old_r2_{name}")
         print(f"{name:<12} {'-' if before is None else f'{before:.3f}':>10} {figures[f'val_r2_{name}']:8.3f} "
               f"{figures[f'val_mae_{name}']:8.3f}")
