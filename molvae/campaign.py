@@ -116,7 +116,7 @@ def run_campaign(loaded: LoadedModel, objectives: Sequence[Objective], methods: 
     methods = tuple(methods) or default_methods(seeds is not None)
     for method in methods:
         if method not in OPTIMIZERS:
-            raise UserError(f"unknown method {method!r}; choose from {', '.join(OPTIMIZERS)}")
+            raise ValueError(f"unknown method {method!r}; choose from {', '.join(OPTIMIZERS)}")
     if "gradient" in methods and config.surrogate == "none":
         raise UserError("method 'gradient' needs a surrogate; drop it or choose surrogate auto, head or ensemble")
     if seeds is not None and not seeds:

@@ -14,7 +14,7 @@ import torch
 
 from molvae.checkpoint import load_model
 from molvae.chem import PROPERTIES, tanimoto, to_mol
-from molvae.cli_optimize import cmd_optimize, register
+from molvae.cli.optimize import cmd_optimize, register
 from molvae.objectives import Filters, combined_score, parse_objectives
 from molvae.optimize import (
     OPTIMIZERS,

@@ -17,7 +17,7 @@ from typing import Any
 
 from molvae.cli.common import BATCH, FRACTION, SEED, THREADS, Number, load
 from molvae.config import parse_pairs
-from molvae.errors import UserError
+from molvae.errors import ConfigError
 
 log = logging.getLogger("molvae")
 
@@ -69,7 +69,7 @@ def load_recipe(args: argparse.Namespace) -> Recipe:
     table: dict[str, Any] = read_toml(args.config, "run file") if args.config else {}
     for key in table:
         if key not in _RECIPE_KEYS:
-            raise UserError(f"{args.config}: unknown key {key!r}; allowed: {', '.join(_RECIPE_KEYS)}")
+            raise ConfigError(f"{args.config}: unknown key {key!r}; allowed: {', '.join(_RECIPE_KEYS)}")
     if args.objective:
         objectives = parse_objectives(args.objective)
     elif "objective" in table:
@@ -77,13 +77,13 @@ def load_recipe(args: argparse.Namespace) -> Recipe:
     elif "objectives" in table:
         objectives = objectives_from_tables(table["objectives"])
     else:
-        raise UserError("no objective: give --objective (e.g. 'qed:max') or objectives in --config")
+        raise ConfigError("no objective: give --objective (e.g. 'qed:max') or objectives in --config")
 
     methods = tuple(m.strip() for m in args.method.split(",")) if args.method else tuple(table.get("methods", ()))
     methods = methods or default_methods(bool(args.seeds))
     for method in methods:
         if method not in OPTIMIZERS:
-            raise UserError(f"unknown method {method!r}; choose from {', '.join(OPTIMIZERS)}")
+            raise ConfigError(f"unknown method {method!r}; choose from {', '.join(OPTIMIZERS)}")
 
     overrides = dict(table.get("optimize", {}))
     overrides.update(parse_pairs(args.set, "--set"))
