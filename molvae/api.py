@@ -395,10 +395,10 @@ class Model:
                  seed: int = 0, batch_size: int | None = None, surrogate: str = "auto",
                  filters: Mapping[str, Any] | None = None, settings: Mapping[str, Any] | None = None,
                  **options: Any):
-        """:meth:`optimize` with every table: a :class:`molvae.campaign.Campaign` (``best``,
+        """:meth:`optimize` with every table: a :class:`molvae.optimize.Campaign` (``best``,
         ``candidates``, ``summary``, ``curves``, and ``leads`` with seeds). ``options`` go to
-        :func:`molvae.campaign.run_campaign` (``top``, ``tracker``, ``surrogate_data``, ...)."""
-        from molvae.campaign import run_campaign
+        :func:`molvae.optimize.run_campaign` (``top``, ``tracker``, ``surrogate_data``, ...)."""
+        from molvae.optimize import run_campaign
         from molvae.objectives import filters_from_dict, parse_objectives
         from molvae.optimize import optimize_config_from_dict
 

@@ -60,7 +60,7 @@ class Recipe:
 
 def load_recipe(args: argparse.Namespace) -> Recipe:
     """The run file (``--config``, optional) with the command-line flags on top of it."""
-    from molvae.campaign import default_methods
+    from molvae.optimize import default_methods
     from molvae.config import build_dataclass, read_toml
     from molvae.objectives import filters_from_dict, objectives_from_tables, parse_objectives
     from molvae.optimize import OPTIMIZERS, optimize_config_from_dict
@@ -169,7 +169,7 @@ def cmd_optimize(args: argparse.Namespace) -> int:
     """Run the optimization described by the flags (and ``--config``); write OUT/; print a summary."""
     import torch
 
-    from molvae.campaign import run_campaign
+    from molvae.optimize import run_campaign
     from molvae.data import read_smiles_table
     from molvae.objectives import format_objectives
 

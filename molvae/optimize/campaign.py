@@ -23,8 +23,11 @@ from molvae import BUNDLED_DATA
 from molvae.checkpoint import LoadedModel
 from molvae.errors import UserError
 from molvae.objectives import Filters, Objective, format_objectives
-from molvae.optimize import (OPTIMIZERS, LeadResult, OptimizationResult, OptimizeConfig, build_surrogate,
-                             candidates_table, lead_summary, optimize_leads, run_method)
+from molvae.optimize.config import OptimizeConfig
+from molvae.optimize.leads import LeadResult, lead_summary, optimize_leads
+from molvae.optimize.methods import OPTIMIZERS, run_method
+from molvae.optimize.results import OptimizationResult, candidates_table
+from molvae.optimize.surrogates import build_surrogate
 from molvae.tracking import NullTracker, Tracker
 from molvae.trainset import novelty_reference, surrogate_molecules
 
