@@ -141,7 +141,7 @@ def fcd_reference(config: TrainConfig, validation_smiles: list[str]) -> tuple[np
     """ChemNet (mean, covariance) that each epoch's prior samples are compared with (FCD), by
     ``train.eval_reference``: ``moses`` (the MOSES test set's shipped statistics), ``validation``
     (the held-out molecules, at most 10,000) or a SMILES file."""
-    from molvae.moses import _chemnet_moments, moses_test_fcd_reference
+    from molvae.moses import chemnet_moments, moses_test_fcd_reference
 
     name = config.eval_reference
     if name == "moses":
@@ -154,7 +154,7 @@ def fcd_reference(config: TrainConfig, validation_smiles: list[str]) -> tuple[np
     if len(smiles) < 2:
         raise DataError(f"train.eval_reference = {name!r}: fewer than two valid molecules to compare samples with")
     log.info("FCD reference: ChemNet statistics of %d molecules (%s)", len(smiles), name)
-    return _chemnet_moments(smiles, None)
+    return chemnet_moments(smiles, None)
 
 
 def _write_json(path: Path, payload: Any) -> Path:

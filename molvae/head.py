@@ -26,8 +26,8 @@ from tqdm.auto import tqdm
 from molvae.checkpoint import LoadedModel
 from molvae.chem import PROPERTIES, property_table
 from molvae.data import excluded_mask
+from molvae.metrics import r2_and_mae
 from molvae.model import MolVAE, property_head
-from molvae.optimize import r2_and_mae
 from molvae.sample import encode_smiles
 
 __all__ = ["HeadFit", "encode_and_label", "fit_head_weights", "fit_property_head"]

@@ -17,11 +17,15 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING
 
 from rdkit import DataStructs
 from rdkit.Chem.rdFingerprintGenerator import GetMorganGenerator
 
 from molvae.chem import REPORT_PROPERTIES, canonical_smiles, compute_properties, to_mol
+
+if TYPE_CHECKING:
+    import torch
 
 _MORGAN_1024 = GetMorganGenerator(radius=2, fpSize=1024)  # MOSES's fingerprint for diversity
 
@@ -31,6 +35,7 @@ __all__ = [
     "generation_quality",
     "internal_diversity",
     "mean_and_std",
+    "r2_and_mae",
     "novelty",
     "property_summary",
     "uniqueness",
@@ -177,15 +182,22 @@ def generation_quality(smiles: Sequence[str | None], fcd_reference: tuple | None
     >>> sorted(q), round(q["sample_filters"], 2)
     (['sample_filters', 'sample_qed', 'sample_sa'], 1.0)
     """
-    from molvae.moses import _chemnet_moments, _fcd, passes_filters
+    from molvae.moses import chemnet_moments, fcd_of_moments, passes_filters
 
     valid = canonical_valid(smiles)
     mols = [to_mol(s) for s in valid]
     result: dict[str, float] = {}
     if fcd_reference is not None:
-        result["sample_fcd"] = _fcd(_chemnet_moments(valid, None), fcd_reference)
+        result["sample_fcd"] = fcd_of_moments(chemnet_moments(valid, None), fcd_reference)
     props = [compute_properties(m, ("sa", "qed")) for m in mols]
     result["sample_sa"] = sum(p["sa"] for p in props) / len(props) if props else math.nan
     result["sample_qed"] = sum(p["qed"] for p in props) / len(props) if props else math.nan
     result["sample_filters"] = sum(passes_filters(m) for m in mols) / len(mols) if mols else 0.0
     return result
+
+
+def r2_and_mae(truth: torch.Tensor, guess: torch.Tensor) -> tuple[float, float]:
+    """Coefficient of determination (0 for constant ``truth``) and mean absolute error of ``guess`` (N,)."""
+    variance = float(((truth - truth.mean()) ** 2).mean())
+    r2 = 1.0 - float(((truth - guess) ** 2).mean()) / variance if variance > 0 else 0.0
+    return r2, float((truth - guess).abs().mean())

@@ -54,10 +54,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from tqdm.auto import tqdm
 from rdkit import Chem, rdBase
 from rdkit.Chem.rdFingerprintGenerator import GetMorganGenerator
 from rdkit.Chem.Scaffolds import MurckoScaffold
+from tqdm.auto import tqdm
 
 from molvae.chem import PROPERTIES, to_mol, without_rdkit_log
 from molvae.files import write_atomically
@@ -70,7 +70,9 @@ __all__ = [
     "MOSES_SPLITS",
     "ReferenceStats",
     "chemnet_activations",
+    "chemnet_moments",
     "cosine_similarity",
+    "fcd_of_moments",
     "fetch_moses",
     "fragments",
     "frechet_distance",
@@ -397,7 +399,7 @@ def chemnet_activations(smiles: Sequence[str], device: str | None = None, batch_
     return np.concatenate(outputs)
 
 
-def _chemnet_moments(smiles: Sequence[str], device: str | None) -> tuple[np.ndarray, np.ndarray]:
+def chemnet_moments(smiles: Sequence[str], device: str | None) -> tuple[np.ndarray, np.ndarray]:
     """Mean ``(512,)`` and covariance ``(512, 512)`` of the ChemNet activations; NaN below 2 molecules."""
     if len(smiles) < 2:
         return np.full(512, np.nan), np.full((512, 512), np.nan)
@@ -431,7 +433,7 @@ def frechet_distance(mean_a: np.ndarray, cov_a: np.ndarray, mean_b: np.ndarray, 
     return float(diff @ diff + np.trace(cov_a) + np.trace(cov_b) - 2.0 * trace_root)
 
 
-def _fcd(gen: tuple[np.ndarray, np.ndarray], ref: tuple[np.ndarray, np.ndarray]) -> float:
+def fcd_of_moments(gen: tuple[np.ndarray, np.ndarray], ref: tuple[np.ndarray, np.ndarray]) -> float:
     """FCD between two (mean, covariance) pairs; NaN when either side had fewer than 2 molecules."""
     if np.isnan(gen[0]).any() or np.isnan(ref[0]).any():
         return float("nan")
@@ -539,7 +541,7 @@ def _load_stats(path: Path) -> ReferenceStats | None:
 
 
 def _stats_from_description(description: dict[str, Any], device: str | None) -> ReferenceStats:
-    mean, cov = _chemnet_moments(description["canonical"], device)
+    mean, cov = chemnet_moments(description["canonical"], device)
     return ReferenceStats(
         fingerprints=description["fingerprints"],
         fragments=dict(description["fragments"]),
@@ -679,11 +681,11 @@ def moses_metrics(
         logger.info("describing %d valid generated molecules", len(valid))
         gen = _describe(valid, mapper, with_filters=True)
         logger.info("ChemNet activations of the generated molecules on %s", device)
-        gen_moments = _chemnet_moments(gen["canonical"], device)
+        gen_moments = chemnet_moments(gen["canonical"], device)
         for name, ref in stats.items():
             logger.info("FCD, SNN, Frag and Scaf against %s (%d molecules)", name, len(ref))
             ref_moments = (ref.chemnet_mean, ref.chemnet_cov)
-            metrics[f"FCD/{name}"] = _fcd(gen_moments, ref_moments)
+            metrics[f"FCD/{name}"] = fcd_of_moments(gen_moments, ref_moments)
             snn = _aggregate_tanimoto(ref.fingerprints, gen["fingerprints"], "max", 1, device)
             metrics[f"SNN/{name}"] = float(snn.mean()) if len(snn) else 0.0
             metrics[f"Frag/{name}"] = cosine_similarity(ref.fragments, gen["fragments"])

@@ -65,7 +65,10 @@ from molvae.chem import (
 )
 
 if TYPE_CHECKING:
+    import torch
     from rdkit import Chem
+
+    Number = float | torch.Tensor  # a desirability maps a raw value, or a tensor of them
 
 __all__ = [
     "GOALS",
@@ -203,19 +206,36 @@ class Objective:
 
 # --- desirabilities -------------------------------------------------------------------------
 
-def window_desirability(value: float, low: float, high: float, width: float) -> float:
+# The desirabilities are written once, for floats and for tensors alike (the surrogate scores
+# latent points with them, differentiably): the two helpers below are all that differs.
+
+def _positive_part(x: Number) -> Number:
+    """max(x, 0), exactly, for a float or a tensor."""
+    return (x + abs(x)) / 2
+
+
+def _logistic(t: Number) -> Number:
+    """1 / (1 + exp(-t)) for a float or a tensor, never overflowing."""
+    if hasattr(t, "sigmoid"):
+        return t.sigmoid()
+    if t >= 0:  # two branches so that exp never overflows
+        return 1.0 / (1.0 + math.exp(-t))
+    e = math.exp(t)
+    return e / (1.0 + e)
+
+
+def window_desirability(value: Number, low: float, high: float, width: float) -> Number:
     """1 inside ``[low, high]``; outside ``2 ** -((distance / width) ** 2)``, a Gaussian falloff
     that is 0.5 at ``width`` beyond the nearer edge and tends to 0.
 
     >>> window_desirability(2.5, 2, 3, 1), window_desirability(4, 2, 3, 1), window_desirability(0, 2, 3, 1)
     (1.0, 0.5, 0.0625)
     """
-    distance = max(low - value, value - high, 0.0)
-    ratio = distance / width
+    ratio = (_positive_part(low - value) + _positive_part(value - high)) / width
     return 2.0 ** -(ratio * ratio)
 
 
-def sigmoid_desirability(value: float, midpoint: float, scale: float, goal: Literal["max", "min"]) -> float:
+def sigmoid_desirability(value: Number, midpoint: float, scale: float, goal: Literal["max", "min"]) -> Number:
     """Logistic map of a raw value to ``[0, 1]``: 0.5 at ``midpoint``, rising with the value
     for ``max``, falling for ``min``.
 
@@ -225,12 +245,7 @@ def sigmoid_desirability(value: float, midpoint: float, scale: float, goal: Lite
     (0.7311, 0.2689)
     """
     t = (value - midpoint) / scale
-    if goal == "min":
-        t = -t
-    if t >= 0:  # two branches so that exp never overflows
-        return 1.0 / (1.0 + math.exp(-t))
-    e = math.exp(t)
-    return e / (1.0 + e)
+    return _logistic(-t if goal == "min" else t)
 
 
 def weighted_geometric_mean(values: Sequence[float], weights: Sequence[float]) -> float:
@@ -258,8 +273,8 @@ def _sigmoid_params(objective: Objective) -> tuple[float | None, float | None]:
     return midpoint, scale
 
 
-def desirability(objective: Objective, value: float) -> float:
-    """A raw value mapped to ``[0, 1]`` as it enters a combined score.
+def desirability(objective: Objective, value: Number) -> Number:
+    """A raw value (a float, or a tensor of them) mapped to ``[0, 1]`` as it enters a combined score.
 
     >>> desirability(Objective("logp", "window", low=2, high=3), 2.2)
     1.0

@@ -50,16 +50,8 @@ from molvae.optimize.neighbourhood import run_neighbourhood
 from molvae.optimize.oracle import Candidate, Oracle, OracleStats, PointOutcome
 from molvae.optimize.results import MethodResult, OptimizationResult, candidates_table, surrogate_gap, top_k_auc
 from molvae.optimize.search import Optimizer, run_gradient, run_random
-from molvae.optimize.surrogates import (
-                                        EnsembleSurrogate,
-                                        HeadSurrogate,
-                                        Surrogate,
-                                        build_surrogate,
-                                        fit_ensemble,
-                                        r2_and_mae,
-                                        surrogate_score,
-                                        surrogate_training_data,
-)
+from molvae.optimize.surrogates import (EnsembleSurrogate, HeadSurrogate, Surrogate, build_surrogate, fit_ensemble,
+                                        surrogate_score, surrogate_training_data)
 
 __all__ = [
     "OPTIMIZERS",
@@ -85,7 +77,6 @@ __all__ = [
     "optimize",
     "optimize_config_from_dict",
     "optimize_leads",
-    "r2_and_mae",
     "run_bo",
     "run_campaign",
     "run_gradient",

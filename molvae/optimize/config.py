@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -103,28 +102,17 @@ class OptimizeConfig:
 
 
 def optimize_config_from_dict(table: Mapping[str, object], base: OptimizeConfig | None = None) -> OptimizeConfig:
-    """:class:`OptimizeConfig` from a TOML-style table (over ``base``); an unknown key is an error naming it.
-
-    Integers are accepted where a float is expected.
+    """:class:`OptimizeConfig` from a TOML-style table (over ``base``), read as every run file is
+    (:func:`molvae.config.build_dataclass`): values coerced and range-checked, an unknown key an
+    error naming it.
 
     >>> optimize_config_from_dict({"budget": 50, "learning_rate": 1}).learning_rate
     1.0
     >>> optimize_config_from_dict({"budjet": 50})
     Traceback (most recent call last):
     ...
-    ValueError: optimize: unknown key 'budjet'; allowed: budget, batch_size, ...
+    molvae.errors.ConfigError: unknown key 'budjet' in [optimize]; known keys: budget, batch_size, ...
     """
-    base = base or OptimizeConfig()
-    types = {f.name: type(getattr(base, f.name)) for f in dataclasses.fields(OptimizeConfig)}
-    for key in table:
-        if key not in types:
-            names = list(types)
-            raise ValueError(f"optimize: unknown key {key!r}; allowed: {', '.join(names[:2])}, ...")
-    values = {}
-    for key, value in table.items():
-        if types[key] is float and isinstance(value, int) and not isinstance(value, bool):
-            value = float(value)
-        if not isinstance(value, types[key]) or (types[key] is not bool and isinstance(value, bool)):
-            raise ValueError(f"optimize.{key} must be {types[key].__name__}, got {value!r}")
-        values[key] = value
-    return dataclasses.replace(base, **values)
+    from molvae.config import build_dataclass
+
+    return build_dataclass(OptimizeConfig, table, "optimize", base or OptimizeConfig())

@@ -15,7 +15,8 @@ from tqdm.auto import tqdm
 
 from molvae.checkpoint import LoadedModel
 from molvae.chem import to_mol
-from molvae.objectives import SIGMOID_DEFAULTS, Objective, scorer_for
+from molvae.metrics import r2_and_mae
+from molvae.objectives import Objective, desirability, scorer_for
 from molvae.optimize.config import OptimizeConfig
 from molvae.sample import encode_smiles
 
@@ -173,13 +174,6 @@ def fit_ensemble(z: torch.Tensor, y: torch.Tensor, labels: Sequence[str], n_memb
     return ensemble, metrics
 
 
-def r2_and_mae(truth: torch.Tensor, guess: torch.Tensor) -> tuple[float, float]:
-    """Coefficient of determination (0 for constant ``truth``) and mean absolute error of ``guess`` (N,)."""
-    variance = float(((truth - truth.mean()) ** 2).mean())
-    r2 = 1.0 - float(((truth - guess) ** 2).mean()) / variance if variance > 0 else 0.0
-    return r2, float((truth - guess).abs().mean())
-
-
 def build_surrogate(loaded: LoadedModel, objectives: Sequence[Objective], kind: str = "auto",
                     smiles: Sequence[str] | None = None, labels: Mapping[str, Sequence[float]] | None = None,
                     config: OptimizeConfig | None = None) -> tuple[Surrogate | None, dict[str, Any]]:
@@ -214,25 +208,6 @@ def build_surrogate(loaded: LoadedModel, objectives: Sequence[Objective], kind: 
     return ensemble, info
 
 
-def _sigmoid_parameters(objective: Objective) -> tuple[float, float]:
-    midpoint, scale = SIGMOID_DEFAULTS.get(objective.property, (None, None))
-    midpoint = objective.midpoint if objective.midpoint is not None else midpoint
-    scale = objective.scale if objective.scale is not None else scale
-    if midpoint is None or scale is None:
-        raise ValueError(f"objective {objective.label!r} needs midpoint and scale to be combined")
-    return midpoint, scale
-
-
-def _desirability(objective: Objective, value: torch.Tensor) -> torch.Tensor:
-    if objective.goal == "window":
-        width = objective.width if objective.width is not None else objective.high - objective.low
-        distance = torch.clamp(torch.maximum(objective.low - value, value - objective.high), min=0.0)
-        return torch.pow(2.0, -((distance / width) ** 2))
-    midpoint, scale = _sigmoid_parameters(objective)
-    t = (value - midpoint) / scale
-    return torch.sigmoid(t if objective.goal == "max" else -t)
-
-
 def surrogate_score(objectives: Sequence[Objective], values: torch.Tensor) -> torch.Tensor:
     """The combined score (:func:`molvae.objectives.combined_score`) of raw values (..., P), as a
     differentiable tensor (...). Columns follow ``objectives``.
@@ -249,8 +224,8 @@ def surrogate_score(objectives: Sequence[Objective], values: torch.Tensor) -> to
             return value
         if objective.goal == "min":
             return -value
-        return _desirability(objective, value)
+        return desirability(objective, value)
     log_sum = torch.zeros_like(values[..., 0])
     for column, objective in enumerate(objectives):
-        log_sum = log_sum + objective.weight * torch.log(_desirability(objective, values[..., column]).clamp(min=1e-30))
+        log_sum = log_sum + objective.weight * torch.log(desirability(objective, values[..., column]).clamp(min=1e-30))
     return torch.exp(log_sum / sum(o.weight for o in objectives))

@@ -58,7 +58,8 @@ def main(argv: list[str] | None = None) -> int:
     from molvae.checkpoint import PRETRAINED_LEAD, load_model
     from molvae.data import read_smiles_table
     from molvae.objectives import parse_objectives
-    from molvae.optimize import OptimizeConfig, build_surrogate, r2_and_mae
+    from molvae.metrics import r2_and_mae
+    from molvae.optimize import OptimizeConfig, build_surrogate
     from molvae.sample import encode_smiles
     from molvae.trainset import surrogate_molecules
 

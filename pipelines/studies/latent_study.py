@@ -79,7 +79,7 @@ def _score(arm: str, args: argparse.Namespace) -> dict[str, object]:
     from molvae.config import load_config
     from molvae.data import prepare
     from molvae.metrics import canonical_valid, generation_quality, novelty, uniqueness, validity
-    from molvae.moses import _chemnet_moments, _fcd, load_moses, moses_test_fcd_reference
+    from molvae.moses import chemnet_moments, fcd_of_moments, load_moses, moses_test_fcd_reference
     from molvae.chem import tanimoto, to_mol
     from molvae.sample import decode_latents, encode_smiles, sample_prior
 
@@ -104,7 +104,7 @@ def _score(arm: str, args: argparse.Namespace) -> dict[str, object]:
     with torch.no_grad():
         z = encoded_train.mu + torch.exp(0.5 * encoded_train.logvar) * torch.randn(encoded_train.mu.shape, generator=generator)
         posterior = decode_latents(loaded, z, temperature=1.0, generator=generator)
-    row["posterior_fcd"] = _fcd(_chemnet_moments(canonical_valid(posterior), None), reference)
+    row["posterior_fcd"] = fcd_of_moments(chemnet_moments(canonical_valid(posterior), None), reference)
     held_out = load_moses(Path(args.moses), ["test"])["test"][: args.n_reconstruct]
     encoded = encode_smiles(loaded, held_out)
     with torch.no_grad():
