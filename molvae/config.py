@@ -30,7 +30,7 @@ from molvae.data import DataConfig
 from molvae.errors import ConfigError
 from molvae.model import ModelConfig
 from molvae.tracking import TrackingConfig
-from molvae.train import TrainConfig
+from molvae.training import TrainConfig
 
 __all__ = ["ConfigError", "RunConfig", "SampleConfig", "build_dataclass", "load_config", "parse_pairs", "read_toml",
            "to_toml", "toml_value"]

@@ -2,7 +2,7 @@
 
 ``torchrun --nproc_per_node N -m molvae train ...`` (or the ``molvae`` script) starts N
 processes; each reads ``RANK``, ``WORLD_SIZE`` and ``LOCAL_RANK``. Batches are sharded by rank
-inside :func:`molvae.train.fit`; metrics, MLflow logging, checkpoints and final sampling happen on
+inside :func:`molvae.training.fit`; metrics, MLflow logging, checkpoints and final sampling happen on
 rank 0 only.
 """
 

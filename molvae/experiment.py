@@ -21,8 +21,15 @@ import numpy as np
 import pandas as pd
 import torch
 
-from molvae.checkpoint import (PRETRAINED, PRETRAINED_LEAD, CheckpointError, load_model, model_from_payload,
-                               read_checkpoint, save_checkpoint)
+from molvae.checkpoint import (
+    PRETRAINED,
+    PRETRAINED_LEAD,
+    CheckpointError,
+    load_model,
+    model_from_payload,
+    read_checkpoint,
+    save_checkpoint,
+)
 from molvae.chem import PROPERTIES, REPORT_PROPERTIES, property_table, ring_sizes_in
 from molvae.config import RunConfig, SampleConfig, to_toml
 from molvae.data import DataError, PreparedData, TokenizedSet, prepare, read_smiles_table, tokenize
@@ -34,7 +41,7 @@ from molvae.model import MolVAE
 from molvae.report import loss_curves_png, molecule_grid_png, sample_table, write_sdf
 from molvae.sample import sample_prior
 from molvae.tracking import NullTracker, Tracker, environment_tags
-from molvae.train import TrainConfig, TrainResult, fit, fit_exemplars
+from molvae.training import TrainConfig, TrainResult, fit, fit_exemplars
 from molvae.trainset import TrainingSetIndex, training_sample
 from molvae.vocab import Vocabulary
 

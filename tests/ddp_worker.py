@@ -26,7 +26,7 @@ def worker(rank: int, world: int, out: str) -> None:
     from molvae.data import DataConfig, prepare, tokenize
     from molvae.distributed import DistributedContext, wrap_model
     from molvae.model import ModelConfig, MolVAE, vae_loss
-    from molvae.train import TrainConfig, fit
+    from molvae.training import TrainConfig, fit
     from molvae.vocab import Vocabulary
 
     prepared = prepare(FIXTURE, DataConfig(cache_dir="", workers=1))

@@ -13,9 +13,9 @@ import torch
 from molvae.checkpoint import PRETRAINED, CheckpointError, load_model, read_checkpoint, save_checkpoint
 from molvae.model import FlowPrior, MixturePrior, ModelConfig, MolVAE, gaussian_kl, gaussian_log_prob, mmd_to_samples
 from molvae.sample import encode_smiles, sample_prior
-from molvae.train import TrainConfig, control_kl_weight, fit
+from molvae.training import TrainConfig, control_kl_weight, fit
 
-from .test_train import SMALL, fixture_data
+from .test_training import SMALL, fixture_data
 
 
 def test_flow_prior_is_invertible_and_a_density():
@@ -261,7 +261,7 @@ def test_a_model_samples_from_its_exemplars_once_fitted_and_keeps_them_in_its_ch
     assert model.sample_latent(4, generator).abs().max() < 10  # unfitted: the trained prior
     path = save_checkpoint(tmp_path / "unfitted.pt", model, vocab, max_length)
     assert not load_model(path).model.exemplars.fitted  # a checkpoint written while training
-    from molvae.train import fit_exemplars
+    from molvae.training import fit_exemplars
 
     assert fit_exemplars(model, data) == 5
     z = model.sample_latent(50, generator)

@@ -14,7 +14,7 @@ from molvae.data import DataConfig, prepare, tokenize
 from molvae.model import ModelConfig, MolVAE
 from molvae.sample import decode_latents, encode_smiles
 from molvae.tracking import NullTracker
-from molvae.train import TrainConfig, TrainingDiverged, fit
+from molvae.training import TrainConfig, TrainingDiverged, fit
 from molvae.vocab import Vocabulary
 
 from .conftest import MOLECULES_CSV, tiny_config
@@ -101,7 +101,7 @@ def test_a_run_stopped_by_hand_says_how_to_finish_it(tmp_path, caplog):
 
 def test_progress_is_logged_when_there_is_no_terminal(tmp_path, caplog, monkeypatch):
     """A run logging to a file (no terminal for the progress bar) reports its progress as log lines."""
-    from molvae import train as train_module
+    from molvae import training as train_module
 
     vocab, data, max_length = fixture_data(tmp_path, 16)
     monkeypatch.setattr(train_module._ProgressLog, "every", 0.0)
