@@ -45,7 +45,7 @@ class SampleConfig:
     top_k: int = 0  # sample among the k likeliest tokens (0 = all)
     batch_size: int = 1024  # latent points decoded at once
     seed: int = 0  # seed of the latent draws and token sampling
-    canonical: bool = True  # keep only decodes that are canonical SELFIES strings, drawing more until n (see README)
+    canonical: bool = True  # keep only decodes that are canonical SELFIES strings, drawing more until n (docs/studies/2026-12-02-canonical-sampling.md)
     novel: bool = False  # keep only molecules that are not in the training set, drawing more until n
     seen_rings: bool = True  # keep only molecules whose ring sizes all occur in the training molecules (8+ rings from drug-like data are left out)
     max_draws: float = 20.0  # canonical (or novel) sampling draws at most this many latent points per molecule asked for
@@ -237,14 +237,14 @@ def toml_value(value: Any) -> str:
     raise TypeError(f"cannot write {value!r} as TOML")
 
 
-def reference_markdown() -> str:
-    """Markdown tables of every configurable key with its default and the comment beside its field."""
+def reference_markdown(sections: Mapping[str, type] | None = None) -> str:
+    """Markdown tables of every configurable key with its default and the comment beside its field
+    (default: the sections of a training run's TOML file)."""
     import inspect
     import re
 
     parts = []
-    for section in _SECTIONS:
-        cls = _section_class(section)
+    for section, cls in (sections or {name: _section_class(name) for name in _SECTIONS}).items():
         source = inspect.getsource(cls)
         parts += [f"**[{section}]**", "", "| key | default | meaning |", "|---|---|---|"]
         defaults = cls()
@@ -252,7 +252,7 @@ def reference_markdown() -> str:
             if (section, f.name) in _NOT_CONFIGURABLE:
                 continue
             comment = re.search(rf"^\s+{f.name}:.*?#\s*(.*)$", source, re.MULTILINE)
-            parts.append(f"| `{f.name}` | `{toml_value(getattr(defaults, f.name))}` | "
-                         f"{comment.group(1) if comment else ''} |")
+            meaning = (comment.group(1) if comment else "").replace("|", "\\|")
+            parts.append(f"| `{f.name}` | `{toml_value(getattr(defaults, f.name))}` | {meaning} |")
         parts.append("")
     return "\n".join(parts).rstrip() + "\n"

@@ -50,6 +50,8 @@ from __future__ import annotations
 import importlib
 import math
 import numbers
+import os
+import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING, Literal
@@ -337,9 +339,25 @@ def combined_score(objectives: Sequence[Objective], values: Mapping[str, float])
 
 # --- scorers --------------------------------------------------------------------------------
 
+def _import_here_too(module_name: str):
+    """Import a module from ``sys.path`` or, failing that, from the working directory: a scorer in
+    ``./my_scorers.py`` imports as ``my_scorers`` from the ``molvae`` command as from a script."""
+    try:
+        return importlib.import_module(module_name)
+    except ModuleNotFoundError as err:
+        here = os.getcwd()
+        if err.name != module_name.split(".")[0] or here in sys.path:
+            raise
+    sys.path.insert(0, here)
+    try:
+        return importlib.import_module(module_name)
+    finally:
+        sys.path.remove(here)
+
+
 def load_scorer(path: str) -> Scorer:
-    """Import a user's scorer from a ``module:function`` path (``module`` must be importable,
-    e.g. on ``sys.path``). The function takes a sanitized RDKit ``Mol`` -- the same as every
+    """Import a user's scorer from a ``module:function`` path (``module`` importable from
+    ``sys.path`` or the working directory). The function takes a sanitized RDKit ``Mol`` -- the same as every
     :data:`molvae.chem.PROPERTIES` entry -- and returns a number (``None`` or NaN: no value,
     the molecule is then rejected with a reason). Use ``Chem.MolToSmiles(mol)`` inside it if
     the scorer wants SMILES.
@@ -357,7 +375,7 @@ def load_scorer(path: str) -> Scorer:
         raise ValueError(f"scorer path {path!r} must look like 'module:function', e.g. 'mypkg.scorers:score'")
     module_name, _, attribute = path.partition(":")
     try:
-        module = importlib.import_module(module_name)
+        module = _import_here_too(module_name)
     except ImportError as err:
         raise ValueError(f"cannot import module {module_name!r} of scorer {path!r}: {err}") from err
     target: object = module

@@ -368,7 +368,7 @@ def encode_smiles(loaded: LoadedModel, smiles: Sequence[str], batch_size: int = 
     return EncodedSmiles(index, canonical, selfies, torch.cat(mus), torch.cat(logvars), rejected)
 
 
-REFINE_STEPS = 10  # the default of the commands that read molecules (docs/benchmarks.md, "Refined encodings")
+REFINE_STEPS = 10  # the default of the commands that read molecules (docs/studies/2026-12-03-lead-optimization-search.md, "Refined encodings")
 REFINE_LEARNING_RATE = 0.05
 
 

@@ -18,4 +18,4 @@ if ! "$VENV/bin/python" -c "import torch" 2>/dev/null; then
   fi
 fi
 echo "[setup] installing molvae and its dependencies into $VENV"
-pip install -e ".[dev]" 2> >(grep -v "^WARNING: Location" >&2)
+pip install -e ".[dev,docs]" 2> >(grep -v "^WARNING: Location" >&2)

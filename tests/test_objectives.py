@@ -517,3 +517,17 @@ def test_bad_scorer_paths_have_clear_errors(scorer_module, path, message):
 def test_wrong_scorer_path_fails_before_any_molecule_is_scored(scorer_module):
     with pytest.raises(ValueError, match="no attribute 'carbon_cont'"):
         score_smiles([ETHANOL], parse_objectives("my_scorers:carbon_cont:max"))
+
+
+def test_a_scorer_in_the_working_directory_imports_as_from_a_script(tmp_path, monkeypatch):
+    import sys
+
+    from molvae.objectives import load_scorer
+
+    (tmp_path / "my_workdir_scorers.py").write_text("def heavy(mol):\n    return float(mol.GetNumHeavyAtoms())\n")
+    monkeypatch.chdir(tmp_path)
+    scorer = load_scorer("my_workdir_scorers:heavy")
+    assert scorer(__import__("rdkit.Chem", fromlist=["Chem"]).MolFromSmiles("CCO")) == 3.0
+    assert str(tmp_path) not in sys.path  # the working directory was searched, not added for good
+    with pytest.raises(ValueError, match="cannot import module 'no_such_scorers_here'"):
+        load_scorer("no_such_scorers_here:f")

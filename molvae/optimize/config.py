@@ -58,7 +58,7 @@ class OptimizeConfig:
     screen_top: int = 4  # around a seed, with a surrogate: each round scores only this many new molecules, those
     # it predicts best from their own encodings (the others cost no call and may come back); 0 = all
     neighbourhood_elites: int = 0  # neighbourhood search explores around this many best molecules (1 = hill
-    # climbing); 0 = 16 from random starts, 1 around a seed (16 there was within noise of 1: docs/benchmarks.md)
+    # climbing); 0 = 16 from random starts, 1 around a seed (16 there was within noise of 1: docs/results.md)
     floor_to_input: bool = False  # lead optimization: hold the similarity floor against each seed as written too,
     # not only against the standardized seed the model encodes (largest fragment; neutralized if its data was): JT-VAE's convention
     rewrites: int = 6  # around a seed (every method): rewrites of the parent molecule's SELFIES (the seed's, for
