@@ -14,7 +14,6 @@ arguments raise :class:`ValueError` naming the argument.
 
 from __future__ import annotations
 
-import math
 import os
 import threading
 from collections.abc import Iterator, Mapping, Sequence
@@ -27,10 +26,11 @@ import numpy as np
 import pandas as pd
 import torch
 
-import molvae  # the docstring examples call molvae.load(), as a user does
+import molvae  # noqa: F401  (the docstring examples call molvae.load(), as a user does)
 from molvae.checkpoint import PRETRAINED, PRETRAINED_LEAD, LoadedModel, load_model
 from molvae.device import resolve_device
 from molvae.errors import UserError
+from molvae.ranges import Range
 
 __all__ = ["Model", "evaluate", "load", "train"]
 
@@ -55,16 +55,7 @@ def load(model: str | os.PathLike = "sampling", device: str = "auto") -> Model:
 def _number(name: str, value: Any, low: float | None = None, high: float | None = None, *,
             integer: bool = False, low_open: bool = False) -> None:
     """Raise ValueError naming ``name`` unless ``value`` is a finite number in range."""
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise ValueError(f"{name} must be a number, got {value!r}")
-    if integer and not float(value).is_integer():
-        raise ValueError(f"{name} must be a whole number, got {value!r}")
-    if not math.isfinite(value):
-        raise ValueError(f"{name} must be finite, got {value!r}")
-    if low is not None and (value <= low if low_open else value < low):
-        raise ValueError(f"{name} must be {'>' if low_open else '>='} {low:g}, got {value!r}")
-    if high is not None and value > high:
-        raise ValueError(f"{name} must be <= {high:g}, got {value!r}")
+    Range(int if integer else float, low, high, low_open).check(value, name)
 
 
 def _smiles_list(smiles: str | Sequence[str]) -> list[str]:
@@ -398,9 +389,8 @@ class Model:
         """:meth:`optimize` with every table: a :class:`molvae.optimize.Campaign` (``best``,
         ``candidates``, ``summary``, ``curves``, and ``leads`` with seeds). ``options`` go to
         :func:`molvae.optimize.run_campaign` (``top``, ``tracker``, ``surrogate_data``, ...)."""
-        from molvae.optimize import run_campaign
         from molvae.objectives import filters_from_dict, parse_objectives
-        from molvae.optimize import optimize_config_from_dict
+        from molvae.optimize import optimize_config_from_dict, run_campaign
 
         objectives = parse_objectives(objective) if isinstance(objective, str) else tuple(objective)
         _number("budget", budget, 1, 10**7, integer=True)

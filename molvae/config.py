@@ -17,7 +17,6 @@ molvae.errors.ConfigError: unknown key 'epoch' in [train]; known keys: ...
 from __future__ import annotations
 
 import dataclasses
-import math
 import os
 import tomllib
 import typing
@@ -29,6 +28,7 @@ from typing import Any
 from molvae.data import DataConfig
 from molvae.errors import ConfigError
 from molvae.model import ModelConfig
+from molvae.ranges import Range
 from molvae.tracking import TrackingConfig
 from molvae.training import TrainConfig
 
@@ -96,10 +96,10 @@ _RANGES: dict[tuple[str, str], tuple[float, float | None, bool]] = {
 def _in_range(section: str, key: str, value: float) -> float:
     """``value`` if it is finite and within the key's range (:data:`_RANGES`, else >= 0)."""
     low, high, low_open = _RANGES.get((section, key), (0, None, False))
-    if (not math.isfinite(value) or (value <= low if low_open else value < low)
-            or (high is not None and value > high)):
-        bounds = f"{'>' if low_open else '>='} {low:g}" + (f" and <= {high:g}" if high is not None else "")
-        raise ConfigError(f"{section}.{key} must be a finite number {bounds}, got {value!r}")
+    try:
+        Range(type(value), low, high, low_open).check(value, f"{section}.{key}")
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
     return value
 
 

@@ -6,12 +6,13 @@ from __future__ import annotations
 import argparse
 import contextlib
 import logging
-import math
 import signal
 import sys
 import threading
 from collections.abc import Iterator
 from typing import NoReturn
+
+from molvae.ranges import Range
 
 log = logging.getLogger("molvae")
 
@@ -26,9 +27,9 @@ class Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
-class Number:
-    """An option type: a finite integer or number within ``[low, high]`` (``low`` excluded when
-    ``low_open``); anything else is refused with a message that names the range.
+class Number(Range):
+    """An option type: a number within its range (:class:`molvae.ranges.Range`), else argparse's
+    one-line error ``argument -n: must be a whole number >= 1, got '0'``.
 
     >>> Number(int, 1)("5"), Number(float, 0, 1)("0.25")
     (5, 0.25)
@@ -36,40 +37,17 @@ class Number:
     Traceback (most recent call last):
     ...
     argparse.ArgumentTypeError: must be a whole number >= 1, got '0'
-    >>> Number(float, 0, low_open=True)("nan")
-    Traceback (most recent call last):
-    ...
-    argparse.ArgumentTypeError: must be a finite number > 0, got 'nan'
     """
 
-    def __init__(self, kind: type, low: float | None = None, high: float | None = None, low_open: bool = False):
-        self.kind, self.low, self.high, self.low_open = kind, low, high, low_open
-        self.__name__ = kind.__name__  # argparse names the type in some messages
-
-    def describe(self) -> str:
-        """The accepted range in words, e.g. ``a whole number >= 1``."""
-        words = "a whole number" if self.kind is int else "a finite number"
-        bounds = []
-        if self.low is not None:
-            bounds.append(f"{'>' if self.low_open else '>='} {self.low:g}")
-        if self.high is not None:
-            bounds.append(f"<= {self.high:g}")
-        return " ".join([words, " and ".join(bounds)]).strip()
+    @property
+    def __name__(self) -> str:  # argparse names the type in some messages
+        return self.kind.__name__
 
     def __call__(self, text: str) -> int | float:
         try:
-            value = float(text)
-            if self.kind is int:
-                if not value.is_integer():
-                    raise ValueError
-                value = int(value) if abs(value) < 2**63 else value  # 1e3 is a whole number too
-        except (ValueError, OverflowError):
-            raise argparse.ArgumentTypeError(f"must be {self.describe()}, got {text!r}") from None
-        if (not math.isfinite(value) or (self.kind is int and not isinstance(value, int))
-                or (self.low is not None and (value <= self.low if self.low_open else value < self.low))
-                or (self.high is not None and value > self.high)):
-            raise argparse.ArgumentTypeError(f"must be {self.describe()}, got {text!r}")
-        return value
+            return self.parse(text)
+        except ValueError as err:
+            raise argparse.ArgumentTypeError(str(err)) from None
 
 
 # The ranges molvae's options accept: above them a run would not finish, or means nothing.
