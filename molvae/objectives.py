@@ -28,11 +28,12 @@ Objective strings (CLI), comma-separated, ``key=value`` options last::
     <target>:min[:key=value...]
     <target>:window:<low>:<high>[:key=value...]
 
-    target = <property> | sim:<SMILES> | <module>:<function>
+    target = <property> | sim:<SMILES> | pmo:<task> | <module>:<function>
     keys   = weight (default 1), width (window falloff), midpoint, scale (max/min sigmoid)
 
 e.g. ``"qed:max"``, ``"logp:window:2:3,sa:min"``, ``"qed:max:weight=2,sa:min:midpoint=3"``,
-``"sim:CC(=O)Oc1ccccc1C(=O)O:max"``, ``"mypkg.scorers:score:max"``. The same objectives as
+``"sim:CC(=O)Oc1ccccc1C(=O)O:max"``, ``"mypkg.scorers:score:max"``, ``"pmo:zaleplon_mpo"`` (a PMO
+benchmark task, :mod:`molvae.pmo`; its goal defaults to ``max``). The same objectives as
 TOML tables (``[[objectives]]``) use the keys ``property``, ``goal``, ``low``, ``high``,
 ``width``, ``midpoint``, ``scale``, ``weight`` and ``reference`` (see
 :func:`objectives_from_tables`). Errors are ``ValueError`` naming the bad part.
@@ -65,8 +66,10 @@ from molvae.chem import (
     tanimoto,
     to_mol,
 )
+from molvae.pmo import PMO_PREFIX, PMO_SCORERS, pmo_name
 
 if TYPE_CHECKING:
+    import pandas as pd
     import torch
     from rdkit import Chem
 
@@ -87,6 +90,7 @@ __all__ = [
     "objectives_from_tables",
     "parse_objectives",
     "score_smiles",
+    "score_table",
     "scorer_for",
     "sigmoid_desirability",
     "weighted_geometric_mean",
@@ -120,11 +124,13 @@ _OPTION_KEYS = ("weight", "width", "midpoint", "scale")  # key=value options in 
 _TABLE_KEYS = ("property", "goal", "low", "high", "width", "midpoint", "scale", "weight", "reference")
 
 
-def _target_kind(target: str) -> Literal["property", "similarity", "custom"]:
+def _target_kind(target: str) -> Literal["property", "similarity", "pmo", "custom"]:
     if target in PROPERTIES:
         return "property"
     if target == "sim":
         return "similarity"
+    if target.startswith(PMO_PREFIX):
+        return "pmo"
     return "custom"
 
 
@@ -163,6 +169,8 @@ class Objective:
         if not isinstance(self.property, str):
             raise TypeError(f"property must be str, got {type(self.property).__name__}")
         kind = _target_kind(self.property)
+        if kind == "pmo":
+            pmo_name(self.property)  # an unknown task raises, naming the tasks
         if kind == "custom" and not _is_scorer_path(self.property):
             raise ValueError(
                 f"unknown property {self.property!r}; choose one of {', '.join(PROPERTIES)}, "
@@ -402,6 +410,8 @@ def scorer_for(objective: Objective) -> Scorer:
     if kind == "similarity":
         reference = to_mol(objective.reference)
         return lambda mol: tanimoto(mol, reference)
+    if kind == "pmo":
+        return PMO_SCORERS[objective.property]
     return load_scorer(objective.property)
 
 
@@ -528,6 +538,48 @@ def _score_one(
     )
 
 
+def _failure_reason(failure: str) -> str:
+    if failure == "invalid":
+        return "invalid SMILES (does not parse, or no atoms)"
+    if failure.startswith("no_value:"):
+        return f"{failure.removeprefix('no_value:')} has no value for this molecule"
+    return f"fails filter {failure}"
+
+
+def score_table(
+    smiles: Sequence[str | None], objectives: Sequence[Objective], filters: Filters = Filters()
+) -> pd.DataFrame:
+    """Every input molecule scored, one row per input in order: what ``molvae evaluate`` writes.
+
+    Columns: ``row`` (0-based position in the input, to join back to the file it came from),
+    ``input`` (as given), ``smiles`` (canonical; empty when invalid), one column of raw values per
+    objective label (empty where there is none), ``score`` (empty where the molecule cannot be
+    scored) and ``reason`` (why not, ``; ``-joined; empty when scored).
+
+    >>> table = score_table(["OCC", "not a molecule"], parse_objectives("pmo:qed"))
+    >>> table.columns.tolist()
+    ['row', 'input', 'smiles', 'pmo:qed', 'score', 'reason']
+    >>> round(float(table.loc[0, "score"]), 4), table.loc[1, "reason"]
+    (0.4068, 'invalid SMILES (does not parse, or no atoms)')
+    """
+    import pandas as pd
+
+    objectives = tuple(objectives)
+    scored = score_smiles(list(smiles), objectives, filters)
+    labels = list(dict.fromkeys(objective.label for objective in objectives))
+    rows = [
+        {"row": position, "input": result.input, "smiles": result.smiles,
+         **{label: result.values.get(label) for label in labels}, "score": result.score,
+         "reason": "; ".join(_failure_reason(f) for f in result.failures)}
+        for position, result in enumerate(scored)
+    ]
+    columns = ["row", "input", "smiles", *labels, "score", "reason"]
+    table = pd.DataFrame(rows, columns=columns)
+    for column in [*labels, "score"]:
+        table[column] = table[column].astype(float)
+    return table
+
+
 # --- parsing --------------------------------------------------------------------------------
 
 def _number(text: str, what: str) -> float:
@@ -554,6 +606,10 @@ def _parse_one(part: str) -> Objective:
         target, rest = "sim", tokens[goal_at:]
     elif head in PROPERTIES:
         target, rest = head, tokens[1:]
+    elif head + ":" == PMO_PREFIX and len(tokens) >= 2:
+        target, rest = pmo_name(tokens[1]), tokens[2:]
+        if not rest or "=" in rest[0]:
+            rest = ["max", *rest]  # a PMO task is maximized unless told otherwise
     elif len(tokens) >= 2 and tokens[1] not in GOALS and "=" not in tokens[1]:
         target, rest = f"{tokens[0]}:{tokens[1]}", tokens[2:]
     else:

@@ -34,6 +34,7 @@ BAD_INPUT = {
     "constrained_benchmark.py": ["--data", "no/such.txt", "--out", "{tmp}/o"],  # needs no ../shared
     "latent_study.py": ["--data", "no/such.csv", "--out", "{tmp}/o"],
     "make_lead_data.py": ["--moses", "no/such.csv.gz", "--out", "{tmp}/o.csv.gz"],
+    "make_pmo_fixture.py": ["--tdc037", "no/such", "--out", "{tmp}/o.csv"],
     "pmo_qed_auc.py": ["--model", "no/such/model.pt", "--out", "{tmp}/o"],
     "posterior_samples.py": ["--model", "no/such/model.pt", "--data", str(MOLECULES_CSV), "--out", "{tmp}/o.csv"],
     "prepare_memory.py": ["no/such.csv"],
