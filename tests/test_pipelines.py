@@ -35,6 +35,7 @@ BAD_INPUT = {
     "latent_study.py": ["--data", "no/such.csv", "--out", "{tmp}/o"],
     "make_lead_data.py": ["--moses", "no/such.csv.gz", "--out", "{tmp}/o.csv.gz"],
     "make_pmo_fixture.py": ["--tdc037", "no/such", "--out", "{tmp}/o.csv"],
+    "pmo.py": ["--model", "no/such/model.pt", "--out", "{tmp}/o", "--tasks", "qed", "--seeds", "0"],
     "pmo_qed_auc.py": ["--model", "no/such/model.pt", "--out", "{tmp}/o"],
     "posterior_samples.py": ["--model", "no/such/model.pt", "--data", str(MOLECULES_CSV), "--out", "{tmp}/o.csv"],
     "prepare_memory.py": ["no/such.csv"],
@@ -194,3 +195,43 @@ def test_record_ring_sizes_into_a_checkpoint(trained_run, tmp_path):
     assert load_model(model).ring_sizes == set(ring_sizes_in(pd.read_csv(MOLECULES_CSV)["SMILES"].tolist(), 1))
     missing = run("record_ring_sizes.py", "--model", model, "--data", "no/such.csv", "--out", tmp_path / "n.pt")
     assert missing.returncode != 0 and "Traceback" not in missing.stderr and "no/such.csv" in missing.stderr
+
+
+def test_pmo_runner_tiny(trained_run, tmp_path):
+    """Two shards side by side, then merged: every task x method x seed once, PMO's accounting (calls are
+    unique molecules, at most the budget; the AUC from the calls in order), a table with a sum row, a plot."""
+    import pandas as pd
+
+    from molvae.optimize import top_k_auc
+
+    model = trained_run.out_dir / "model.pt"
+    common = ["--model", model, "--tasks", "qed,pmo:celecoxib_rediscovery", "--methods", "random", "--seeds", "0,1",
+              "--budget", 8, "--batch-size", 4, "--device", "cpu", "--threads", 1]
+    for shard in (0, 1):
+        done = run("pmo.py", *common, "--out", tmp_path / f"s{shard}", "--shard", f"{shard}/2")
+        assert done.returncode == 0, done.stderr
+    runs0 = pd.read_csv(tmp_path / "s0" / "runs.csv")
+    assert list(zip(runs0["task"], runs0["seed"])) == [("qed", 0), ("celecoxib_rediscovery", 0)]
+    again = run("pmo.py", *common, "--out", tmp_path / "s0", "--shard", "0/2")  # resumes: nothing left to run
+    assert again.returncode == 0 and len(pd.read_csv(tmp_path / "s0" / "runs.csv")) == 2
+    candidates = pd.read_csv(tmp_path / "s0" / "candidates" / "qed_random_seed0.csv.gz").sort_values("call")
+    assert candidates["smiles"].is_unique and len(candidates) <= 8
+    assert runs0.loc[0, "calls"] == len(candidates)
+    assert runs0.loc[0, "auc_top10"] == pytest.approx(top_k_auc(candidates["score"].tolist(), 10, 8, 100))
+
+    done = run("pmo.py", "--merge", tmp_path / "s0", tmp_path / "s1", "--out", tmp_path / "m")
+    assert done.returncode == 0, done.stderr
+    results = pd.read_csv(tmp_path / "m" / "results.csv")
+    assert results["task"].tolist() == ["qed", "celecoxib_rediscovery"] and (results["seeds"] == 2).all()
+    assert results["auc_top10"].between(0, 1).all() and (results["calls"] <= 8).all()
+    assert "**sum**" in (tmp_path / "m" / "results.md").read_text() and "| qed |" in done.stdout
+    assert (tmp_path / "m" / "curves.png").stat().st_size > 0
+    curves = pd.read_csv(tmp_path / "m" / "curves.csv")
+    assert set(curves["calls"]) == {8} and len(curves) == 4
+
+    done = run("pmo.py", "--merge", tmp_path / "s0", tmp_path / "s0", "--out", tmp_path / "x")
+    assert done.returncode == 2 and "two of the folders" in done.stderr and "Traceback" not in done.stderr
+    for bad, message in ((["--tasks", "drd2"], "classifiers"), (["--methods", "gradient"], "outside PMO's budget"),
+                         (["--shard", "2/2"], "--shard")):
+        done = run("pmo.py", *common, "--out", tmp_path / "bad", *bad)
+        assert done.returncode == 2 and message in done.stderr and "Traceback" not in done.stderr

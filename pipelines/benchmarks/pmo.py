@@ -1,0 +1,286 @@
+#!/usr/bin/env python
+"""PMO (Gao et al. 2022, "Sample Efficiency Matters"): molvae's optimizers on PMO's tasks, scored as PMO scores them.
+
+Each run optimizes one task (a ``pmo:`` objective, molvae/pmo.py) with one method and one seed from
+random starts, under a budget of oracle calls (PMO: 10,000). PMO's accounting: an oracle call is a
+new unique molecule (canonical SMILES); repeats and invalid decodes are free and not counted. The
+figure is the AUC top-10: the area under the curve "mean of the 10 best scores so far" against
+calls, sampled every 100 calls (trapezoids, from 0), divided by the budget; a run that stops early
+carries its last value to the budget (mol_opt's ``top_auc`` with ``finish=True``,
+:func:`molvae.optimize.top_k_auc`). PMO reports the mean of 5 seeds per task and the sum over tasks.
+
+The 20 tasks molvae can compute are PMO's 23 less drd2, gsk3b and jnk3 (TDC's trained classifiers,
+not available here). No surrogate is fitted: labelling molecules with a PMO objective to fit one
+would be oracle calls outside the budget, so ``gradient`` (which needs a surrogate) is not offered.
+
+Full size (GPU, or shards side by side on CPU):
+    python pipelines/benchmarks/pmo.py --out runs/pmo --methods bo,random --seeds 0,1,2,3,4
+Two shards on a 2-core CPU, then merged:
+    for i in 0 1; do python pipelines/benchmarks/pmo.py --out runs/pmo/shard$i --shard $i/2 --threads 1 & done; wait
+    python pipelines/benchmarks/pmo.py --merge runs/pmo/shard0 runs/pmo/shard1 --out runs/pmo
+
+Writes OUT/runs.csv (one row per task, method and seed, appended as each run ends: an interrupted
+run resumes where it stopped), OUT/curves.csv (top-10 mean every 100 calls), OUT/candidates/*.csv.gz
+(every molecule scored, in call order) and OUT/run.json; then OUT/results.csv and OUT/results.md
+(per task and method: AUC top-10 mean and std over seeds, CPU minutes per run; a sum row) and
+OUT/curves.png; prints the table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+FREQ = 100  # PMO samples the top-10 curve every 100 calls
+SETTINGS_KEYS = ("model", "budget", "batch_size", "settings")  # what shards must share to be merged
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], epilog=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--tasks", default="all", help="comma-separated PMO tasks, with or without 'pmo:' (default all 20)")
+    p.add_argument("--methods", default="bo,random", help="comma-separated: bo, neighbourhood, random (default bo,random)")
+    p.add_argument("--seeds", default="0,1,2,3,4", help="comma-separated random seeds (PMO: 5 runs, default 0,1,2,3,4)")
+    p.add_argument("--budget", type=int, default=10000, help="oracle calls per run (PMO: 10000)")
+    p.add_argument("--model", help="checkpoint (default: the shipped lead model)")
+    p.add_argument("--batch-size", type=int, default=32, help="latent points per round (default 32)")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="any [optimize] setting (repeatable)")
+    p.add_argument("--spread", type=float, help="exemplar spread of the draws from the prior (optimize.prior_spread)")
+    p.add_argument("--shard", help="I/N: run only runs I, I+N, I+2N, ... of the task x method x seed list")
+    p.add_argument("--merge", nargs="+", metavar="DIR", help="combine the runs of finished shards into --out")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = default)")
+    return p.parse_args(argv)
+
+
+def parse_shard(text: str | None) -> tuple[int, int]:
+    if not text:
+        return 0, 1
+    index, _, total = text.partition("/")
+    if not (index.isdigit() and total.isdigit() and 0 <= int(index) < int(total)):
+        raise ValueError(f"--shard {text!r}: expected I/N with 0 <= I < N")
+    return int(index), int(total)
+
+
+def parse_list(text: str, flag: str) -> list[str]:
+    items = [item.strip() for item in text.split(",") if item.strip()]
+    if not items:
+        raise ValueError(f"{flag} is empty")
+    if len(set(items)) != len(items):
+        raise ValueError(f"{flag} {text!r} names an item twice")
+    return items
+
+
+def top_k_curve(scores: list[float | None], budget: int, k: int = 10, freq: int = FREQ) -> dict[int, float]:
+    """Mean of the ``k`` best scores after every ``freq`` calls and at ``budget``; flat after the last call."""
+    curve = {}
+    for n in [*range(freq, budget, freq), budget]:
+        best = sorted((s for s in scores[:n] if s is not None), reverse=True)[:k]
+        curve[n] = sum(best) / len(best) if best else 0.0
+    return curve
+
+
+def run_one(loaded, task: str, method: str, seed: int, base, out: Path) -> tuple[dict, dict[int, float]]:
+    from molvae.objectives import parse_objectives
+    from molvae.optimize import candidates_table, optimize_config_from_dict, run_method, top_k_auc
+
+    objectives = parse_objectives(f"pmo:{task}")
+    config = optimize_config_from_dict({"seed": seed}, base)
+    started, cpu_started = time.perf_counter(), time.process_time()
+    result = run_method(loaded, objectives, method, config, surrogate=None)
+    scores = [c.score for c in result.candidates]  # one per oracle call, in call order
+    ranked = sorted((s for s in scores if s is not None), reverse=True)
+    row = {
+        "task": task, "method": method, "seed": seed,
+        "auc_top10": top_k_auc(scores, 10, config.budget, FREQ), "auc_top1": top_k_auc(scores, 1, config.budget, FREQ),
+        "auc_top100": top_k_auc(scores, 100, config.budget, FREQ),
+        "top1": ranked[0] if ranked else 0.0, "top10_mean": sum(ranked[:10]) / len(ranked[:10]) if ranked else 0.0,
+        "calls": result.stats.calls, "decodes": result.stats.decodes, "invalid": result.stats.invalid,
+        "duplicates": result.stats.duplicates, "seconds": time.perf_counter() - started,
+        "cpu_seconds": time.process_time() - cpu_started,
+    }
+    (out / "candidates").mkdir(exist_ok=True)
+    candidates_table(result.candidates, objectives).to_csv(
+        out / "candidates" / f"{task}_{method}_seed{seed}.csv.gz", index=False)
+    return row, top_k_curve(scores, config.budget)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.merge:
+        return merge(args.merge, Path(args.out))
+    from molvae.pmo import PMO_TASKS, pmo_name
+
+    tasks = list(PMO_TASKS) if args.tasks == "all" else [pmo_name(t).removeprefix("pmo:")
+                                                         for t in parse_list(args.tasks, "--tasks")]
+    methods = parse_list(args.methods, "--methods")
+    if "gradient" in methods:
+        raise ValueError("--methods: gradient needs a surrogate of the objective, and labelling molecules to fit "
+                         "one would be oracle calls outside PMO's budget; choose from bo, neighbourhood, random")
+    try:
+        seeds = [int(s) for s in parse_list(args.seeds, "--seeds")]
+    except ValueError as err:
+        raise ValueError(f"--seeds {args.seeds!r}: expected comma-separated integers") from err
+    shard, shards = parse_shard(args.shard)
+    if args.budget < 1:
+        raise ValueError(f"--budget must be at least 1, got {args.budget}")
+
+    import pandas as pd
+    import torch
+
+    from molvae.checkpoint import PRETRAINED_LEAD, load_model
+    from molvae.config import parse_pairs
+    from molvae.device import resolve_device
+    from molvae.optimize import OPTIMIZERS, optimize_config_from_dict
+
+    for method in methods:
+        if method not in OPTIMIZERS:
+            raise ValueError(f"--methods: unknown method {method!r}; choose from bo, neighbourhood, random")
+    settings = {"budget": args.budget, "batch_size": args.batch_size, **parse_pairs(args.set, "--set"),
+                "surrogate": "none"}
+    if args.spread is not None:
+        settings["prior_spread"] = args.spread
+    base = optimize_config_from_dict(settings)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    model_path = args.model or str(PRETRAINED_LEAD)
+    loaded = load_model(model_path, resolve_device(args.device))
+    if args.spread is not None and (loaded.model.exemplars is None or not loaded.model.exemplars.fitted):
+        raise ValueError(f"--spread: {model_path} has no exemplar prior")
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    meta = {"model": model_path, "budget": args.budget, "batch_size": args.batch_size, "settings": settings,
+            "tasks": tasks, "methods": methods, "seeds": seeds, "shard": f"{shard}/{shards}"}
+    meta_path = out / "run.json"
+    if meta_path.exists():  # resume: only with the same settings
+        before = json.loads(meta_path.read_text())
+        if any(before.get(key) != meta[key] for key in (*SETTINGS_KEYS, "tasks", "methods", "seeds", "shard")):
+            raise ValueError(f"{out} holds runs with other settings (see its run.json): choose another --out")
+    meta_path.write_text(json.dumps(meta, indent=2) + "\n")
+
+    runs_path, curves_path = out / "runs.csv", out / "curves.csv"
+    done = set()
+    if runs_path.exists():
+        finished = pd.read_csv(runs_path)
+        done = set(zip(finished["task"], finished["method"], finished["seed"].astype(int)))
+    plan = [(t, m, s) for t in tasks for m in methods for s in seeds][shard::shards]
+    for task, method, seed in plan:
+        if (task, method, seed) in done:
+            continue
+        row, curve = run_one(loaded, task, method, seed, base, out)
+        pd.DataFrame([row]).to_csv(runs_path, mode="a", header=not runs_path.exists(), index=False)
+        points = pd.DataFrame({"task": task, "method": method, "seed": seed, "calls": list(curve),
+                               "top10_mean": list(curve.values())})
+        points.to_csv(curves_path, mode="a", header=not curves_path.exists(), index=False)
+        print(f"{task} {method} seed {seed}: AUC top-10 {row['auc_top10']:.4f}, top-10 mean {row['top10_mean']:.4f}, "
+              f"{row['calls']} calls, {row['cpu_seconds'] / 60:.1f} CPU min", file=sys.stderr, flush=True)
+    return report([out], out)
+
+
+def merge(folders: list[str], out: Path) -> int:
+    """Combine finished shards (their run.json, runs.csv and curves.csv) into ``out``."""
+    for folder in folders:
+        if not (Path(folder) / "run.json").exists():
+            raise FileNotFoundError(f"{folder}: no run.json (not a folder of this script)")
+    out.mkdir(parents=True, exist_ok=True)
+    return report([Path(f) for f in folders], out)
+
+
+def report(folders: list[Path], out: Path) -> int:
+    """results.csv / .md and curves.png over the runs in ``folders``; prints the table."""
+    import pandas as pd
+
+    metas = [json.loads((f / "run.json").read_text()) for f in folders]
+    if any(any(m[key] != metas[0][key] for key in SETTINGS_KEYS) for m in metas):
+        raise ValueError("the shards were run with different models, budgets, batch sizes or --set settings")
+    missing = [str(f) for f in folders if not (f / "runs.csv").exists()]
+    if missing:
+        raise FileNotFoundError(f"{missing[0]}: no runs.csv (no run finished there)")
+    runs = pd.concat([pd.read_csv(f / "runs.csv") for f in folders], ignore_index=True)
+    curves = pd.concat([pd.read_csv(f / "curves.csv") for f in folders], ignore_index=True)
+    if runs.duplicated(["task", "method", "seed"]).any():
+        raise ValueError("a task, method and seed was run in two of the folders")
+    if len(folders) > 1 or folders[0] != out:
+        runs.to_csv(out / "runs.csv", index=False)
+        curves.to_csv(out / "curves.csv", index=False)
+        (out / "run.json").write_text(json.dumps({**{k: metas[0][k] for k in SETTINGS_KEYS},
+                                                  "merged": [str(f) for f in folders]}, indent=2) + "\n")
+    from molvae.pmo import PMO_TASKS
+
+    order = {task: i for i, task in enumerate(PMO_TASKS)}
+    results = (runs.groupby(["task", "method"], sort=False)
+               .agg(seeds=("seed", "count"), auc_top10=("auc_top10", "mean"),
+                    auc_top10_std=("auc_top10", lambda x: x.std(ddof=0)), auc_top1=("auc_top1", "mean"),
+                    top10_mean=("top10_mean", "mean"), calls=("calls", "mean"),
+                    cpu_minutes=("cpu_seconds", lambda x: x.mean() / 60))
+               .reset_index())
+    results = results.sort_values(["task", "method"], key=lambda c: c.map(order) if c.name == "task" else c)
+    results.to_csv(out / "results.csv", index=False)
+    text = markdown(results, metas[0])
+    (out / "results.md").write_text(text)
+    plot_curves(curves, metas[0]["budget"], out / "curves.png")
+    print(text)
+    return 0
+
+
+def markdown(results, meta: dict) -> str:
+    methods = list(dict.fromkeys(results["method"]))
+    lines = [f"PMO, {meta['budget']} oracle calls per run, model {meta['model']}: AUC top-10, mean ± std over seeds "
+             "(CPU minutes per run)", "",
+             "| task | " + " | ".join(methods) + " |", "|---|" + "---|" * len(methods)]
+    table = results.set_index(["task", "method"])
+    for task in dict.fromkeys(results["task"]):
+        cells = []
+        for method in methods:
+            if (task, method) not in table.index:
+                cells.append("")
+                continue
+            r = table.loc[(task, method)]
+            cells.append(f"{r['auc_top10']:.3f} ± {r['auc_top10_std']:.3f} ({r['cpu_minutes']:.1f})")
+        lines.append(f"| {task} | " + " | ".join(cells) + " |")
+    sums = results.groupby("method", sort=False).agg(total=("auc_top10", "sum"), tasks=("task", "count"))
+    lines.append("| **sum** | " + " | ".join(f"**{sums.loc[m, 'total']:.3f}** ({sums.loc[m, 'tasks']} tasks)"
+                                             for m in methods) + " |")
+    seeds = sorted(set(results["seeds"]))
+    lines += ["", f"Seeds per task: {', '.join(map(str, seeds))}. The sum is over the tasks run; PMO's own sums "
+              "are over 23 tasks (drd2, gsk3b and jnk3 are not computable here).", ""]
+    return "\n".join(lines)
+
+
+def plot_curves(curves, budget: int, path: Path) -> None:
+    """One panel per task: the top-10 mean against calls, mean over seeds, one line per method."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    tasks = list(dict.fromkeys(curves["task"]))
+    columns = min(4, len(tasks))
+    rows = (len(tasks) + columns - 1) // columns
+    figure, axes = plt.subplots(rows, columns, figsize=(3.2 * columns, 2.6 * rows), squeeze=False, sharex=True)
+    for ax, task in zip(axes.flat, tasks):
+        for method, group in curves[curves["task"] == task].groupby("method", sort=False):
+            mean = group.groupby("calls")["top10_mean"].mean()
+            ax.plot(mean.index, mean.values, label=method)
+        ax.set_title(task, fontsize=9)
+        ax.set_xlim(0, budget)
+        ax.tick_params(labelsize=7)
+    for ax in list(axes.flat)[len(tasks):]:
+        ax.set_visible(False)
+    axes.flat[0].legend(fontsize=7)
+    figure.supxlabel("oracle calls")
+    figure.supylabel("top-10 mean")
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+
+
+if __name__ == "__main__":
+    from molvae.entry import run_script
+
+    run_script(main)
