@@ -223,7 +223,8 @@ def report(folders: list[Path], out: Path) -> int:
     results.to_csv(out / "results.csv", index=False)
     text = markdown(results, metas[0])
     (out / "results.md").write_text(text)
-    plot_curves(curves, metas[0]["budget"], out / "curves.png")
+    plot_curves(curves.sort_values("task", key=lambda c: c.map(order), kind="stable"), metas[0]["budget"],
+                out / "curves.png")
     print(text)
     return 0
 
