@@ -22,11 +22,11 @@ import torch
 from molvae.checkpoint import LoadedModel
 from molvae.data import DataConfig, TokenizedSet, length_bucketed_batches, prepare, tokenize
 from molvae.model import ModelConfig, MolVAE, vae_loss
-from molvae.sample import decode_latents
 from molvae.device import autocast, resolve_precision
+from molvae.sample import decode_latents
 from molvae.vocab import BOS_ID, Vocabulary
 
-__all__ = ["BenchResult", "run_benchmark"]
+__all__ = ["BenchResult", "format_profile", "matmul_peak", "profile_training_step", "run_benchmark", "run_profile"]
 
 
 @dataclass
@@ -116,6 +116,125 @@ def rnn_kernels(model: MolVAE, tokens: torch.Tensor, lengths: torch.Tensor, prec
     return f"{verdict} ({', '.join(found) or 'no RNN ops recorded'})"
 
 
+def matmul_peak(device: torch.device, dtype: torch.dtype = torch.float32, size: int = 1024,
+                seconds: float = 1.0) -> float:
+    """GFLOP/s of square matrix products of ``size`` at torch's current thread count: the
+    arithmetic peak a training step is measured against.
+
+    >>> matmul_peak(torch.device("cpu"), size=64, seconds=0.05) > 0
+    True
+    """
+    a = torch.randn(size, size, device=device).to(dtype)
+    b = torch.randn(size, size, device=device).to(dtype)
+    for _ in range(2):
+        a @ b  # warm-up: kernel selection, caches
+    _sync(device)
+    done, started = 0, time.perf_counter()
+    while True:
+        a @ b
+        done += 1
+        if done % 4 == 0:
+            _sync(device)
+            elapsed = time.perf_counter() - started
+            if elapsed >= seconds:
+                return 2 * size**3 * done / elapsed / 1e9
+
+
+def _flops(run) -> float:
+    """Floating-point operations (multiply-adds count two) of ``run()``, forward and backward."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False) as counter:
+        run()
+    return float(counter.get_total_flops())
+
+
+def _timed(run, device: torch.device, repeats: int) -> float:
+    """Mean seconds of ``run()`` over ``repeats`` calls after one warm-up call."""
+    run()
+    _sync(device)
+    started = time.perf_counter()
+    for _ in range(repeats):
+        run()
+    _sync(device)
+    return (time.perf_counter() - started) / repeats
+
+
+def profile_training_step(model: MolVAE, data: TokenizedSet, batch_size: int, device: torch.device,
+                          repeats: int = 5) -> list[dict[str, float | str]]:
+    """Where one training step's time goes: each part run on its own, forward and backward, on one
+    length-bucketed batch of ``batch_size``: data (batching and padding), encoder, decoder
+    recurrence, output layer and loss, prior and property head, optimizer; then the whole step.
+    Each row has milliseconds, the share of the whole step, FLOPs and the achieved GFLOP/s."""
+    model.to(device).train()
+    generator = torch.Generator().manual_seed(0)
+    index = max(length_bucketed_batches(data.lengths, batch_size, generator), key=len)
+    tokens, lengths = data.batch(index, device)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    with torch.no_grad():
+        mu, logvar = model.encode(tokens, lengths)
+        z = model.reparameterize(mu, logvar)
+        inputs = tokens[:, :-1]
+        decoder_in = torch.cat([model.embedding(inputs), z.unsqueeze(1).expand(-1, inputs.size(1), -1)], dim=-1)
+        states, _ = model.decoder(decoder_in, model.initial_hidden(z))
+
+    def encoder() -> None:
+        mu, logvar = model.encode(tokens, lengths)
+        (mu.sum() + logvar.sum()).backward()
+
+    def recurrence() -> None:
+        out, _ = model.decoder(decoder_in.detach().requires_grad_(), model.initial_hidden(z.detach()))
+        out.sum().backward()
+
+    def output_and_loss() -> None:
+        logits = model.output(states.detach().requires_grad_())
+        target = tokens[:, 1:]
+        torch.nn.functional.cross_entropy(logits.transpose(1, 2), target, ignore_index=0).backward()
+
+    def prior_and_head() -> None:
+        zz, m, lv = z.detach().requires_grad_(), mu.detach(), logvar.detach()
+        total = model.kl(m, lv, zz).sum() if model.prior is not None else zz.sum()
+        if model.property_head is not None:
+            total = total + model.property_head(m.requires_grad_()).sum()
+        total.backward()
+
+    def whole_step() -> None:
+        output = model(tokens, lengths)
+        loss = vae_loss(output, tokens, 0.1).loss
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+    def optimizer_step() -> None:
+        if next(model.parameters()).grad is None:  # the gradients a step applies
+            vae_loss(model(tokens, lengths), tokens, 0.1).loss.backward()
+        optimizer.step()
+
+    whole_step()  # gradients and optimizer state exist for the parts below
+    parts = {"data: batching and padding": lambda: data.batch(index, device), "encoder (forward + backward)": encoder,
+             "decoder recurrence (forward + backward)": recurrence,
+             "output layer and loss (forward + backward)": output_and_loss,
+             "prior and property head (forward + backward)": prior_and_head, "optimizer step": optimizer_step}
+    step_seconds = _timed(whole_step, device, repeats)
+    rows = []
+    for name, run in [*parts.items(), ("whole training step", whole_step)]:
+        model.zero_grad(set_to_none=True)
+        seconds = step_seconds if run is whole_step else _timed(run, device, repeats)
+        flops = 0.0 if run is optimizer_step else _flops(run)  # Adam's element-wise work is no matmul
+        rows.append({"part": name, "ms": 1e3 * seconds, "share": seconds / step_seconds, "gflop": flops / 1e9,
+                     "gflops_per_s": flops / seconds / 1e9, "molecules": len(index)})
+    return rows
+
+
+def format_profile(rows: list[dict[str, float | str]], peak: float) -> str:
+    """The profile as a table, each part's GFLOP/s also as a share of the matmul peak."""
+    lines = [f"{'part':<46} {'ms':>8} {'of step':>8} {'GFLOP':>8} {'GFLOP/s':>8} {'of peak':>8}"]
+    for row in rows:
+        lines.append(f"{row['part']:<46} {row['ms']:8.2f} {row['share']:8.1%} {row['gflop']:8.2f} "
+                     f"{row['gflops_per_s']:8.1f} {row['gflops_per_s'] / peak:8.1%}")
+    return "\n".join(lines)
+
+
 @torch.no_grad()
 def _reference_sample(loaded: LoadedModel, z: torch.Tensor) -> list[str | None]:
     """MOSES-style sampling: the full maximum length every time, one process decodes SELFIES."""
@@ -131,6 +250,30 @@ def _reference_sample(loaded: LoadedModel, z: torch.Tensor) -> list[str | None]:
         steps.append(token)
     tokens = torch.stack(steps, dim=1).tolist()
     return [decode_selfies(loaded.vocab.decode(row)) for row in tokens]
+
+
+def _model_data(prepared, model_config: ModelConfig, loaded: LoadedModel | None
+                ) -> tuple[Vocabulary, TokenizedSet, ModelConfig]:
+    """The vocabulary, tokenized molecules and model configuration a benchmark trains: the trained
+    model's (``loaded``), else ``model_config`` with a vocabulary built on the data."""
+    vocab = loaded.vocab if loaded else Vocabulary.build(prepared.kept["selfies"])
+    kept = prepared.kept if loaded is None else prepared.restrict_to_vocabulary(vocab).kept
+    data = tokenize(kept["selfies"].tolist(), kept["smiles"].tolist(), vocab)
+    config = loaded.model.config if loaded else dataclasses.replace(model_config, vocab_size=len(vocab))
+    return vocab, data, config
+
+
+def run_profile(data_path: str | os.PathLike, model_config: ModelConfig, *, device: torch.device,
+                batch_size: int = 256, loaded: LoadedModel | None = None, workers: int = 0,
+                repeats: int = 5) -> tuple[list[dict[str, float | str]], float]:
+    """:func:`profile_training_step` of a fresh model of ``model_config`` (or ``loaded``'s sizes) on
+    the molecules of ``data_path``, and the fp32 matmul peak of this machine (GFLOP/s)."""
+    with tempfile.TemporaryDirectory() as cache:
+        prepared = prepare(data_path, DataConfig(cache_dir=cache, workers=workers, max_reject_fraction=1.0))
+    _, data, config = _model_data(prepared, model_config, loaded)
+    torch.manual_seed(0)
+    rows = profile_training_step(MolVAE(config), data, batch_size, device, repeats)
+    return rows, matmul_peak(device)
 
 
 def run_benchmark(data_path: str | os.PathLike, model_config: ModelConfig, *, device: torch.device,
@@ -151,10 +294,7 @@ def run_benchmark(data_path: str | os.PathLike, model_config: ModelConfig, *, de
     results.append(BenchResult("encoding (clean + SELFIES, all cores)", encode_rate, None,
                                f"{prepared.n_rows} rows from {Path(data_path).name}"))
 
-    vocab = loaded.vocab if loaded else Vocabulary.build(prepared.kept["selfies"])
-    kept = prepared.kept if loaded is None else prepared.restrict_to_vocabulary(vocab).kept
-    data = tokenize(kept["selfies"].tolist(), kept["smiles"].tolist(), vocab)
-    config = loaded.model.config if loaded else dataclasses.replace(model_config, vocab_size=len(vocab))
+    vocab, data, config = _model_data(prepared, model_config, loaded)
     torch.manual_seed(0)
     model = MolVAE(config).to(device)
     if device.type == "cuda":

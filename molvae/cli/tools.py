@@ -23,6 +23,20 @@ def cmd_bench(args: argparse.Namespace) -> int:
     loaded = load(args).loaded if args.model else None
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.profile:
+        from molvae.bench import format_profile, run_profile
+
+        rows, peak = run_profile(args.data or str(BUNDLED_DATA), config.model, device=device,
+                                 batch_size=args.batch_size, loaded=loaded)
+        step = rows[-1]
+        print(f"\n{device}, {torch.get_num_threads()} threads, fp32; matmul peak {peak:.1f} GFLOP/s; "
+              f"batch of {step['molecules']} molecules")
+        print(format_profile(rows, peak))
+        print(f"training: {step['molecules'] / step['ms'] * 1e3:.0f} molecules/s, {step['gflops_per_s']:.1f} GFLOP/s "
+              f"= {step['gflops_per_s'] / peak:.1%} of the matmul peak")
+        if args.out:
+            Path(args.out).write_text(json.dumps({"peak_gflops": peak, "parts": rows}, indent=2) + "\n")
+        return 0
     results, machine = run_benchmark(args.data or str(BUNDLED_DATA), config.model, device=device,
                                      batch_size=args.batch_size, train_steps=args.steps, n_sample=args.n_sample,
                                      precision=args.precision, reference=not args.no_reference, loaded=loaded)
@@ -63,6 +77,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--n-sample", type=COUNT, default=5000, help="molecules sampled (default 5000)")
     p.add_argument("--threads", type=THREADS, default=0, help="torch CPU threads (default 0: torch's choice)")
     p.add_argument("--no-reference", action="store_true", help="skip the plain reference implementation")
+    p.add_argument("--profile", action="store_true",
+                   help="instead: where one training step's time goes (encoder, decoder recurrence, output layer "
+                        "and loss, prior and head, optimizer, data), each part's GFLOP/s beside this machine's "
+                        "matmul peak")
     p.add_argument("--out", help="also write the results as JSON")
     p.set_defaults(func=cmd_bench)
 
