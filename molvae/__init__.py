@@ -14,16 +14,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
-__all__ = ["BUNDLED_DATA", "Model", "__version__", "evaluate", "load", "train"]
+__all__ = ["BUNDLED_DATA", "Model", "__version__", "evaluate", "load", "score_objective", "train"]
 
 # 25,000 MOSES training molecules bundled with the source tree (data/README.md): the default data
 # of the quickstart and the bench, and the surrogate data of the pretrained model in a fresh clone.
 BUNDLED_DATA = Path(__file__).resolve().parent.parent / "data" / "moses_sample_25k.csv"
 
 if TYPE_CHECKING:
-    from molvae.api import Model, evaluate, load, train
+    from molvae.api import Model, evaluate, load, score_objective, train
 
-_API = {"Model", "evaluate", "load", "train"}
+_API = {"Model", "evaluate", "load", "score_objective", "train"}
 
 
 def __getattr__(name: str) -> Any:

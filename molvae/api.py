@@ -32,7 +32,7 @@ from molvae.device import resolve_device
 from molvae.errors import UserError
 from molvae.ranges import Range
 
-__all__ = ["Model", "evaluate", "load", "train"]
+__all__ = ["Model", "evaluate", "load", "score_objective", "train"]
 
 SHIPPED = {"sampling": PRETRAINED, "lead": PRETRAINED_LEAD}  # the models molvae ships, by name
 
@@ -435,6 +435,24 @@ def evaluate(smiles: str | Sequence[str], train: str | os.PathLike | Sequence[st
 
     training = read_training_set(str(train)) if isinstance(train, (str, os.PathLike)) else train
     return evaluate_samples(_smiles_list(smiles), training)
+
+
+def score_objective(objective: str | Sequence[Any], smiles: str | Sequence[str | None],
+                    filters: Mapping[str, Any] | None = None) -> pd.DataFrame:
+    """Every molecule scored on an objective (an objective string as ``molvae optimize`` takes, e.g.
+    ``"qed:max"`` or ``"pmo:celecoxib_rediscovery"``): one row per input in order with ``row``,
+    ``input``, ``smiles``, the raw value of each objective, ``score``, and ``reason`` where a molecule
+    cannot be scored (``score`` is then empty). What ``molvae evaluate FILE --objective`` writes.
+
+    >>> table = score_objective("qed:max", ["CCO", "not a molecule"])
+    >>> table["score"].notna().tolist(), table["reason"].tolist()
+    ([True, False], ['', 'invalid SMILES (does not parse, or no atoms)'])
+    """
+    from molvae.objectives import filters_from_dict, parse_objectives, score_table
+
+    objectives = parse_objectives(objective) if isinstance(objective, str) else tuple(objective)
+    inputs = [s if isinstance(s, str) else None for s in _smiles_list(smiles)]  # an empty cell is no molecule
+    return score_table(inputs, objectives, filters_from_dict(dict(filters or {})))
 
 
 def train(data: str | os.PathLike | None = None, config: str | os.PathLike | None = None,

@@ -551,7 +551,7 @@ def score_table(
 ) -> pd.DataFrame:
     """Every input molecule scored, one row per input in order: what ``molvae evaluate`` writes.
 
-    Columns: ``row`` (0-based position in the input, to join back to the file it came from),
+    Columns: ``row`` (1-based position in the input, as every molvae table numbers input rows),
     ``input`` (as given), ``smiles`` (canonical; empty when invalid), one column of raw values per
     objective label (empty where there is none), ``score`` (empty where the molecule cannot be
     scored) and ``reason`` (why not, ``; ``-joined; empty when scored).
@@ -568,7 +568,7 @@ def score_table(
     scored = score_smiles(list(smiles), objectives, filters)
     labels = list(dict.fromkeys(objective.label for objective in objectives))
     rows = [
-        {"row": position, "input": result.input, "smiles": result.smiles,
+        {"row": position + 1, "input": result.input, "smiles": result.smiles,
          **{label: result.values.get(label) for label in labels}, "score": result.score,
          "reason": "; ".join(_failure_reason(f) for f in result.failures)}
         for position, result in enumerate(scored)

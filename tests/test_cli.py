@@ -287,3 +287,17 @@ def test_reconstruct_and_encode_refine_the_encodings_on_request(trained_run, tmp
     assert main(["reconstruct", "--model", model, "--input", str(MOLECULES_CSV), "--out", str(plain),
                  "--refine", "-1"]) == 2
     assert "argument --refine: must be a whole number >= 0" in capsys.readouterr().err
+
+
+def test_evaluate_scores_every_molecule_of_a_file_on_an_objective(tmp_path, capsys):
+    import pandas as pd
+
+    data = tmp_path / "mols.csv"
+    data.write_text("smiles,id\nCCO,1\nnot a molecule,2\n,3\nCC(=O)Oc1ccccc1C(=O)O,4\n")
+    out = tmp_path / "scored.csv"
+    assert main(["evaluate", str(data), "--objective", "pmo:celecoxib_rediscovery", "--out", str(out)]) == 0
+    table = pd.read_csv(out)
+    assert table["row"].tolist() == [1, 2, 3, 4] and table["score"].notna().tolist() == [True, False, False, True]
+    assert table["reason"].isna().tolist() == [True, False, False, True]  # a reason exactly where there is no score
+    assert main(["evaluate", str(data), "--objective", "qed:max"]) == 2
+    assert "give --out" in capsys.readouterr().err

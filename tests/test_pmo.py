@@ -100,7 +100,7 @@ def test_score_table_scores_every_input_in_order():
     inputs = [ASPIRIN, INVALID, None, CELECOXIB, "C1CC1"]
     table = score_table(inputs, parse_objectives("pmo:celecoxib_rediscovery"), Filters(min_ring_size=5))
     assert table.columns.tolist() == ["row", "input", "smiles", "pmo:celecoxib_rediscovery", "score", "reason"]
-    assert table["row"].tolist() == [0, 1, 2, 3, 4] and table["input"].tolist()[:2] == [ASPIRIN, INVALID]
+    assert table["row"].tolist() == [1, 2, 3, 4, 5] and table["input"].tolist()[:2] == [ASPIRIN, INVALID]
     assert table.loc[3, "score"] == pytest.approx(1.0) and table.loc[3, "reason"] == ""
     assert pd.isna(table.loc[1, "score"]) and "invalid SMILES" in table.loc[1, "reason"]
     assert pd.isna(table.loc[2, "smiles"]) and "invalid SMILES" in table.loc[2, "reason"]

@@ -112,9 +112,19 @@ def _moses_metrics(args: argparse.Namespace, smiles: list[str]) -> dict[str, flo
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from molvae.api import evaluate
+    from molvae.api import evaluate, score_objective
 
     smiles = read_smiles(args.samples, args.smiles_column)
+    if args.objective:
+        if not args.out:
+            raise UserError("--objective writes every molecule with its score: give --out OUT.csv")
+        table = score_objective(args.objective, smiles)
+        table.to_csv(args.out, index=False)
+        scored = table["score"].notna()
+        print(f"{args.samples}: {int(scored.sum())} of {len(table)} molecules scored on {args.objective} "
+              f"(best {table['score'].max():.4g}); {int((~scored).sum())} without a score, with a reason; "
+              f"wrote {args.out}")
+        return 0
     metrics = _moses_metrics(args, smiles) if args.moses else evaluate(smiles, args.train)
     print_table(f"{args.samples}: {len(smiles)} molecules", metrics)
     if args.out:
@@ -164,7 +174,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("samples", help="file of generated SMILES (e.g. the CSV from `molvae sample`)")
     p.add_argument("--train", help="training file, for novelty")
     p.add_argument("--smiles-column", default="")
-    p.add_argument("--out", help="also write the metrics as JSON")
+    p.add_argument("--out", help="also write the metrics as JSON; with --objective, the scored molecules as CSV")
+    p.add_argument("--objective", help="instead of the set's metrics, score every molecule on this objective "
+                                       "(e.g. 'qed:max', 'pmo:celecoxib_rediscovery', a module:function scorer) "
+                                       "and write them to --out with a score column (empty, with a reason, where a "
+                                       "molecule cannot be scored)")
     p.add_argument("--moses", metavar="DIR", help="full MOSES metric set (FCD, SNN, Frag, Scaf, Filters, ...) "
                                                   "against the sets in DIR (from `molvae fetch-moses`)")
     p.set_defaults(func=cmd_evaluate)
