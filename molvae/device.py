@@ -7,7 +7,7 @@ from contextlib import nullcontext
 
 import torch
 
-__all__ = ["autocast", "resolve_device", "resolve_precision"]
+__all__ = ["autocast", "native_bf16", "resolve_device", "resolve_precision"]
 
 
 def resolve_device(name: str) -> torch.device:
@@ -20,10 +20,19 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
+def native_bf16() -> bool:
+    """Whether this CPU multiplies bf16 matrices in hardware (AVX-512 BF16 or AMX), as torch reads it."""
+    checks = (getattr(torch.cpu, name, None) for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"))
+    return any(check() for check in checks if check is not None)
+
+
 def resolve_precision(precision: str, device: torch.device) -> torch.dtype | None:
-    """The autocast dtype for a precision setting on a device (None = plain fp32)."""
+    """The autocast dtype for a precision setting on a device (None = plain fp32). ``auto`` is fp16
+    on CUDA, bf16 on a CPU with bf16 units (:func:`native_bf16`; the recurrences run about twice as
+    fast and learn as well, docs/studies/2026-12-07-faster-training.md) and fp32 on other CPUs, where
+    bf16 is emulated and slower."""
     if precision == "auto":
-        precision = "fp16" if device.type == "cuda" else "fp32"
+        precision = "fp16" if device.type == "cuda" else "bf16" if native_bf16() else "fp32"
     if precision not in {"fp32", "fp16", "bf16"}:
         raise ValueError(f"precision must be auto, fp32, fp16 or bf16, got {precision!r}")
     if precision != "fp32" and device.type != "cuda":

@@ -55,8 +55,10 @@ def init_from_environment(device: torch.device) -> tuple[DistributedContext, tor
 
 
 def wrap_model(model: nn.Module, context: DistributedContext, device: torch.device) -> nn.Module:
-    """DistributedDataParallel around ``model`` when several processes train together."""
+    """DistributedDataParallel around ``model`` when several processes train together. Buffers are
+    not broadcast before each forward: the model's (label statistics, flow masks, exemplars) do not
+    change while it trains, and under CPU bf16 autocast torch's broadcast of them fails."""
     if not context.active:
         return model
     device_ids = [device.index] if device.type == "cuda" else None
-    return nn.parallel.DistributedDataParallel(model, device_ids=device_ids)
+    return nn.parallel.DistributedDataParallel(model, device_ids=device_ids, broadcast_buffers=False)

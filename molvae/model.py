@@ -17,8 +17,9 @@ from torch.nn.utils.rnn import pack_padded_sequence
 
 from molvae.vocab import BOS_ID, PAD_ID, SPECIAL_TOKENS, UNK_ID
 
-__all__ = ["ExemplarPrior", "FlowPrior", "LossTerms", "MixturePrior", "ModelConfig", "MolVAE", "VAEOutput", "gaussian_kl",
-           "gaussian_log_prob", "mmd_to_samples", "property_head", "vae_loss"]
+__all__ = ["ExemplarPrior", "FlowPrior", "LossTerms", "MixturePrior", "ModelConfig", "MolVAE", "VAEOutput",
+           "bidirectional_final_state", "gaussian_kl", "gaussian_log_prob", "mmd_to_samples", "property_head", "run_gru",
+           "vae_loss"]
 
 PRIORS = ("gaussian", "flow", "mixture")
 
@@ -233,6 +234,73 @@ def mmd_to_samples(z: torch.Tensor, reference: torch.Tensor, scales: tuple[float
     return xx + yy - 2 * xy
 
 
+def _cpu_autocast_dtype(inputs: torch.Tensor) -> torch.dtype | None:
+    """The dtype CPU autocast computes matrix products in, when it is on for ``inputs``."""
+    return torch.get_autocast_dtype("cpu") if inputs.device.type == "cpu" and torch.is_autocast_enabled("cpu") else None
+
+
+def run_gru(gru: nn.GRU, inputs: torch.Tensor, hidden: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``gru(inputs, hidden)``, in the dtype CPU autocast computes matrix products in.
+
+    torch's CPU autocast leaves ``nn.GRU`` in fp32 (CUDA's casts it); on a CPU with bf16 units the
+    recurrence is most of a training step and runs about twice as fast in bf16 (docs/studies/
+    2026-12-07-faster-training.md), so under CPU autocast its inputs, state and weights are cast
+    here, as autocast casts a linear layer's: gradients reach the fp32 weights through the casts.
+    """
+    dtype = _cpu_autocast_dtype(inputs)
+    if dtype is None:
+        return gru(inputs, hidden)
+    return torch._VF.gru(inputs.to(dtype), hidden.to(dtype), [w.to(dtype) for w in gru._flat_weights], gru.bias,
+                         gru.num_layers, float(gru.dropout), gru.training, gru.bidirectional, gru.batch_first)
+
+
+def _one_direction(gru: nn.GRU, layer: int, direction: int, inputs: torch.Tensor) -> torch.Tensor:
+    """States (B, T, H) of one layer and direction of ``gru`` run forward over ``inputs`` (B, T, In)
+    from a zero state, under CPU autocast in its dtype (:func:`run_gru`)."""
+    per_direction = 4 if gru.bias else 2  # w_ih, w_hh, (b_ih, b_hh) per layer and direction
+    first = (2 * layer + direction) * per_direction
+    weights = gru._flat_weights[first:first + per_direction]
+    initial = inputs.new_zeros(1, inputs.size(0), gru.hidden_size)  # (1, B, H)
+    if (dtype := _cpu_autocast_dtype(inputs)) is not None:
+        inputs, initial, weights = inputs.to(dtype), initial.to(dtype), [w.to(dtype) for w in weights]
+    states, _ = torch._VF.gru(inputs, initial, weights, gru.bias, 1, 0.0, gru.training, False, True)
+    return states
+
+
+def bidirectional_final_state(gru: nn.GRU, inputs: torch.Tensor, lengths: torch.Tensor,
+                              packed: bool | None = None) -> torch.Tensor:
+    """The last layer's final state of both directions (B, 2H) of a bidirectional batch-first ``gru``
+    over right-padded ``inputs`` (B, T, E) with true ``lengths`` (B,), padding never entering it.
+
+    ``packed`` (default: off the CPU) runs the GRU on a packed batch, which cuDNN steps through in
+    fused kernels. On the CPU torch steps through a packed batch's ragged time steps in many small
+    operations (a tenth of the matmul peak, docs/studies/2026-12-07-faster-training.md), so there
+    each direction runs as a plain padded sequence instead: torch projects the inputs of all time
+    steps in one matrix product and steps through full-width batches. The backward direction reads
+    every molecule reversed within its own length, pads left in place, and both states are read at
+    the molecule's last token. The two ways give the same numbers up to rounding.
+    """
+    if packed if packed is not None else inputs.device.type != "cpu":
+        _, hidden = gru(pack_padded_sequence(inputs, lengths.cpu(), batch_first=True, enforce_sorted=False))
+        return torch.cat([hidden[-2], hidden[-1]], dim=-1)  # (B, 2H) last layer, both directions
+    steps = torch.arange(inputs.size(1), device=inputs.device)  # (T,)
+    lengths = lengths.to(inputs.device)
+    last = (lengths - 1).clamp(min=0)  # (B,)
+    inside = steps < lengths.unsqueeze(1)  # (B, T)
+    reverse_index = torch.where(inside, last.unsqueeze(1) - steps, steps).unsqueeze(-1)  # (B, T, 1) its own inverse
+    layer_input = inputs  # (B, T, E)
+    for layer in range(gru.num_layers):
+        reversed_input = layer_input.gather(1, reverse_index.expand(-1, -1, layer_input.size(-1)))  # (B, T, In)
+        forward = _one_direction(gru, layer, 0, layer_input)  # (B, T, H)
+        backward = _one_direction(gru, layer, 1, reversed_input)  # (B, T, H) in reversed order
+        if layer == gru.num_layers - 1:
+            at_last = last.view(-1, 1, 1).expand(-1, 1, gru.hidden_size)  # (B, 1, H)
+            return torch.cat([forward.gather(1, at_last).squeeze(1), backward.gather(1, at_last).squeeze(1)], dim=-1)
+        backward = backward.gather(1, reverse_index.expand(-1, -1, gru.hidden_size))  # (B, T, H) in order
+        layer_input = F.dropout(torch.cat([forward, backward], dim=-1), gru.dropout, gru.training)  # (B, T, 2H)
+    raise ValueError("a GRU has at least one layer")
+
+
 class MolVAE(nn.Module):
     """Bidirectional GRU encoder -> (mu, logvar) -> z -> GRU decoder fed z at every step."""
 
@@ -317,10 +385,7 @@ class MolVAE(nn.Module):
 
     def encode(self, tokens: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``(mu, logvar)``, each (B, Z), for padded token ids (B, T) with true ``lengths`` (B,)."""
-        embedded = self.embedding(tokens)  # (B, T, E)
-        packed = pack_padded_sequence(embedded, lengths.cpu(), batch_first=True, enforce_sorted=False)
-        _, hidden = self.encoder(packed)  # (layers * 2, B, He)
-        final = torch.cat([hidden[-2], hidden[-1]], dim=-1)  # (B, 2He) last layer, both directions
+        final = bidirectional_final_state(self.encoder, self.embedding(tokens), lengths)  # (B, 2He)
         return self.to_mu(final), self.to_logvar(final)
 
     @staticmethod
@@ -338,7 +403,7 @@ class MolVAE(nn.Module):
         """Teacher-forced next-token logits (B, T, V) for decoder inputs (B, T) given z (B, Z)."""
         embedded = self.embedding(inputs)  # (B, T, E)
         z_steps = z.unsqueeze(1).expand(-1, inputs.size(1), -1)  # (B, T, Z)
-        states, _ = self.decoder(torch.cat([embedded, z_steps], dim=-1), self.initial_hidden(z))  # (B, T, H)
+        states, _ = run_gru(self.decoder, torch.cat([embedded, z_steps], dim=-1), self.initial_hidden(z))  # (B, T, H)
         return self.output(states)  # (B, T, V)
 
     def step(self, z: torch.Tensor, token: torch.Tensor, hidden: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

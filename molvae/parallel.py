@@ -9,6 +9,7 @@ with 16 workers on a GPU machine.
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import threading
@@ -21,6 +22,9 @@ from typing import Any, TypeVar
 from tqdm.auto import tqdm
 
 __all__ = ["ChunkMapper", "resolve_workers"]
+
+log = logging.getLogger(__name__)
+_LOG_EVERY = 60.0  # seconds between progress log lines when there is no terminal
 
 T = TypeVar("T")
 
@@ -77,9 +81,16 @@ class ChunkMapper:
         results = self._pool.map(func, chunks) if parallel else map(func, chunks)
         out = []
         with tqdm(total=len(items), desc=progress, unit="mol", disable=None if progress else True) as bar:
+            started = last = time.perf_counter()
+            done = 0
             for chunk, result in zip(chunks, results):
                 out.append(result)
                 bar.update(len(chunk))
+                done += len(chunk)
+                if progress and bar.disable and time.perf_counter() - last >= _LOG_EVERY:
+                    last = time.perf_counter()  # no terminal for the bar (a run logging to a file): a log line
+                    log.info("%s: %d of %d molecules (%.0f%%), %.0f molecules/s", progress, done, len(items),
+                             100 * done / len(items), done / max(last - started, 1e-9))
         return out
 
     def flat_map(self, func: Callable[[list], list[T]], items: Sequence[Any], **kwargs: Any) -> list[T]:

@@ -49,6 +49,8 @@ class TrainConfig:
     kl_ramp_fraction: float = 0.5  # cyclical: share of each cycle spent ramping up
     free_bits: float = 0.05  # nats per latent dimension not penalized (posterior-collapse guard)
     kl_target: float = 0.0  # nats per molecule held by a controller that sets the KL weight each step, at most kl_weight (0 = the schedule)
+    kl_start_weight: float = 1e-3  # the controller's first KL weight; continuing a model trained with it, give its last
+    # weight, or the KL runs far above the target for the hundreds of steps the controller takes to climb back
     mmd_weight: float = 0.0  # weight of the MMD between each batch's latent points and prior draws (InfoVAE / WAE; 0 = off)
     word_dropout: float = 0.0  # chance a decoder input token is replaced by <unk>
     property_weight: float = 1.0  # weight of the property-head loss (models with property_names)
@@ -62,7 +64,7 @@ class TrainConfig:
     init: str = ""  # start from this checkpoint's weights, vocabulary and prior ("pretrained" / "pretrained-lead" = a shipped model)
     new_symbols: bool = True  # with init: SELFIES symbols of the data the starting model lacks join its vocabulary and are learned (false: those rows are rejected)
     device: str = "auto"  # auto, cpu, cuda or cuda:N
-    precision: str = "auto"  # auto (fp16 autocast on CUDA, fp32 on CPU), fp32, fp16 or bf16
+    precision: str = "auto"  # auto (fp16 autocast on CUDA, bf16 on a CPU with bf16 units, else fp32), fp32, fp16 or bf16
     num_threads: int = 0  # CPU threads for torch (0 = torch's default)
 
 
@@ -176,6 +178,9 @@ def fit(
     if config.num_threads and device.type == "cpu":
         torch.set_num_threads(config.num_threads)
     autocast_dtype = resolve_precision(config.precision, device)
+    if rank == 0:
+        log.info("precision: %s%s", str(autocast_dtype or torch.float32).removeprefix("torch."),
+                 " autocast (train.precision = auto)" if autocast_dtype and config.precision == "auto" else "")
     scaler = torch.amp.GradScaler(device.type, enabled=autocast_dtype == torch.float16)
     steps_per_epoch = len(_epoch_batches(train, config, 0, rank, world_size))
     if steps_per_epoch == 0:
@@ -190,7 +195,7 @@ def fit(
         raise ValueError("train.select_by = 'fcd' needs per-epoch prior samples (train.eval_samples > 0) and an FCD reference")
     state: dict[str, Any] = {"epoch": 0, "batch": 0, "step": 0, "best_val_loss": math.inf, "best_epoch": -1,
                              "bad_epochs": 0, "history": [], "train_seconds": 0.0, "molecules_seen": 0,
-                             "beta": min(config.kl_weight, 1e-3)}
+                             "beta": min(config.kl_weight, max(config.kl_start_weight, _KL_CONTROL_FLOOR))}
     if resume_state is not None:
         optimizer.load_state_dict(resume_state["optimizer"])
         scheduler.load_state_dict(resume_state["scheduler"])

@@ -77,3 +77,19 @@ def _alive(pid: int) -> bool:
     except OSError:
         return False
     return state != "Z"  # a zombie has exited; only its parent (now init) has to reap it
+
+
+def test_progress_is_logged_when_there_is_no_terminal(monkeypatch, caplog):
+    import logging
+
+    import molvae.parallel as parallel
+
+    monkeypatch.setattr(parallel, "_LOG_EVERY", 0.0)
+    with caplog.at_level(logging.INFO, logger="molvae.parallel"), ChunkMapper(workers=1) as mapper:
+        assert mapper.flat_map(_double, list(range(10)), min_parallel=100, max_chunk=5, progress="doubling") == \
+            [2 * i for i in range(10)]
+    assert "doubling: 10 of 10 molecules (100%)" in caplog.text  # pytest captures output: no terminal
+
+
+def _double(chunk: list[int]) -> list[int]:
+    return [2 * i for i in chunk]

@@ -270,3 +270,15 @@ def test_fine_tuning_adds_a_property_head_to_a_model_without_one(trained_run, tm
                         'model.property_names=["sa"]')
     with pytest.raises(CheckpointError, match="keeps that model's property head"):
         train_run(MOLECULES_CSV, again, tmp_path / "tuned_again")
+
+
+def test_the_kl_controller_starts_from_the_weight_it_is_given(tmp_path):
+    vocab, data, max_length = fixture_data(tmp_path, 16)
+    weights = {}
+    for start in (1e-3, 0.5):
+        config = TrainConfig(epochs=1, batch_size=8, kl_target=1e6, kl_weight=1.0, kl_start_weight=start,
+                             eval_samples=0, eval_reconstruct=0, device="cpu")
+        _, result, _ = run_fit(vocab, data, max_length, config)
+        weights[start] = result.history[0]["train_kl_weight"]
+    # a KL far below the target only lowers the weight, by at most a factor exp(gain) a step
+    assert weights[1e-3] <= 1e-3 and weights[0.5] > 0.1

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import os
-from pathlib import Path
 
 from molvae.cli.common import COUNT, SEED, SPREAD, STEPS, Number, graceful_stop, load, model_args, print_table, \
     read_smiles
