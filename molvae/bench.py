@@ -21,8 +21,8 @@ import torch
 
 from molvae.checkpoint import LoadedModel
 from molvae.data import DataConfig, TokenizedSet, length_bucketed_batches, prepare, tokenize
-from molvae.model import ModelConfig, MolVAE, vae_loss
-from molvae.device import autocast, resolve_precision
+from molvae.device import autocast, native_bf16, resolve_precision
+from molvae.model import ModelConfig, MolVAE, run_gru, vae_loss
 from molvae.sample import decode_latents
 from molvae.vocab import BOS_ID, Vocabulary
 
@@ -53,8 +53,9 @@ def _peak_memory_mib(device: torch.device) -> float:
 
 
 def _train_throughput(model: MolVAE, data: TokenizedSet, batch_size: int, steps: int, device: torch.device,
-                      precision: str, bucketed: bool) -> float:
-    """Molecules per second over ``steps`` optimizer steps (after two warm-up steps)."""
+                      precision: str, bucketed: bool) -> tuple[float, float]:
+    """Molecules and token positions (padding included) per second over ``steps`` optimizer steps
+    (after two warm-up steps)."""
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
     dtype = resolve_precision(precision, device)
     scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
@@ -66,12 +67,12 @@ def _train_throughput(model: MolVAE, data: TokenizedSet, batch_size: int, steps:
     batches = [b for b in batches if len(b) == batch_size] or batches
     width = data.tokens.size(1)
     model.train()
-    seen = 0
+    seen = positions = 0
     for step in range(steps + 2):
         if step == 2:
             _sync(device)
             started = time.perf_counter()
-            seen = 0
+            seen = positions = 0
         index = batches[step % len(batches)]
         if bucketed:
             tokens, lengths = data.batch(index, device)
@@ -85,8 +86,28 @@ def _train_throughput(model: MolVAE, data: TokenizedSet, batch_size: int, steps:
         scaler.step(optimizer)
         scaler.update()
         seen += len(index)
+        positions += tokens.numel()
     _sync(device)
-    return seen / (time.perf_counter() - started)
+    seconds = time.perf_counter() - started
+    return seen / seconds, positions / seconds
+
+
+def _flops_per_position(model: MolVAE, data: TokenizedSet, batch_size: int, device: torch.device,
+                        precision: str) -> float:
+    """FLOPs of a training step's forward and backward per token position of its batch: nearly all of
+    them are per position (encoder, decoder, output layer), so positions/s times this is the step's rate."""
+    dtype = resolve_precision(precision, device)
+    index = length_bucketed_batches(data.lengths, batch_size, torch.Generator().manual_seed(0))[0]
+    tokens, lengths = data.batch(index, device)
+
+    def step() -> None:
+        with autocast(device, dtype):
+            output = model(tokens, lengths)
+        vae_loss(output, tokens, 0.1).loss.backward()
+
+    flops = _flops(step)
+    model.zero_grad(set_to_none=True)
+    return flops / tokens.numel()
 
 
 def rnn_kernels(model: MolVAE, tokens: torch.Tensor, lengths: torch.Tensor, precision: str) -> str:
@@ -161,45 +182,51 @@ def _timed(run, device: torch.device, repeats: int) -> float:
 
 
 def profile_training_step(model: MolVAE, data: TokenizedSet, batch_size: int, device: torch.device,
-                          repeats: int = 5) -> list[dict[str, float | str]]:
+                          repeats: int = 5, dtype: torch.dtype | None = None) -> list[dict[str, float | str]]:
     """Where one training step's time goes: each part run on its own, forward and backward, on one
     length-bucketed batch of ``batch_size``: data (batching and padding), encoder, decoder
-    recurrence, output layer and loss, prior and property head, optimizer; then the whole step.
-    Each row has milliseconds, the share of the whole step, FLOPs and the achieved GFLOP/s."""
+    recurrence, output layer and loss, prior and property head, optimizer; then the whole step, each
+    under autocast to ``dtype`` (None: fp32). Each row has milliseconds, the share of the whole step,
+    FLOPs and the achieved GFLOP/s."""
     model.to(device).train()
     generator = torch.Generator().manual_seed(0)
     index = max(length_bucketed_batches(data.lengths, batch_size, generator), key=len)
     tokens, lengths = data.batch(index, device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
-    with torch.no_grad():
+    with torch.no_grad(), autocast(device, dtype):
         mu, logvar = model.encode(tokens, lengths)
         z = model.reparameterize(mu, logvar)
         inputs = tokens[:, :-1]
         decoder_in = torch.cat([model.embedding(inputs), z.unsqueeze(1).expand(-1, inputs.size(1), -1)], dim=-1)
-        states, _ = model.decoder(decoder_in, model.initial_hidden(z))
+        states, _ = run_gru(model.decoder, decoder_in, model.initial_hidden(z))
 
     def encoder() -> None:
-        mu, logvar = model.encode(tokens, lengths)
-        (mu.sum() + logvar.sum()).backward()
+        with autocast(device, dtype):
+            mu, logvar = model.encode(tokens, lengths)
+        (mu.float().sum() + logvar.float().sum()).backward()
 
     def recurrence() -> None:
-        out, _ = model.decoder(decoder_in.detach().requires_grad_(), model.initial_hidden(z.detach()))
-        out.sum().backward()
+        with autocast(device, dtype):
+            out, _ = run_gru(model.decoder, decoder_in.detach().requires_grad_(), model.initial_hidden(z.detach()))
+        out.float().sum().backward()
 
     def output_and_loss() -> None:
-        logits = model.output(states.detach().requires_grad_())
+        with autocast(device, dtype):
+            logits = model.output(states.detach().requires_grad_())
         target = tokens[:, 1:]
-        torch.nn.functional.cross_entropy(logits.transpose(1, 2), target, ignore_index=0).backward()
+        torch.nn.functional.cross_entropy(logits.float().transpose(1, 2), target, ignore_index=0).backward()
 
     def prior_and_head() -> None:
-        zz, m, lv = z.detach().requires_grad_(), mu.detach(), logvar.detach()
-        total = model.kl(m, lv, zz).sum() if model.prior is not None else zz.sum()
-        if model.property_head is not None:
-            total = total + model.property_head(m.requires_grad_()).sum()
+        zz, m, lv = z.detach().float().requires_grad_(), mu.detach().float(), logvar.detach().float()
+        with autocast(device, dtype):
+            total = model.kl(m, lv, zz).sum() if model.prior is not None else zz.sum()
+            if model.property_head is not None:
+                total = total + model.property_head(m.requires_grad_()).float().sum()
         total.backward()
 
     def whole_step() -> None:
-        output = model(tokens, lengths)
+        with autocast(device, dtype):
+            output = model(tokens, lengths)
         loss = vae_loss(output, tokens, 0.1).loss
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -207,7 +234,9 @@ def profile_training_step(model: MolVAE, data: TokenizedSet, batch_size: int, de
 
     def optimizer_step() -> None:
         if next(model.parameters()).grad is None:  # the gradients a step applies
-            vae_loss(model(tokens, lengths), tokens, 0.1).loss.backward()
+            with autocast(device, dtype):
+                output = model(tokens, lengths)
+            vae_loss(output, tokens, 0.1).loss.backward()
         optimizer.step()
 
     whole_step()  # gradients and optimizer state exist for the parts below
@@ -265,15 +294,18 @@ def _model_data(prepared, model_config: ModelConfig, loaded: LoadedModel | None
 
 def run_profile(data_path: str | os.PathLike, model_config: ModelConfig, *, device: torch.device,
                 batch_size: int = 256, loaded: LoadedModel | None = None, workers: int = 0,
-                repeats: int = 5) -> tuple[list[dict[str, float | str]], float]:
+                repeats: int = 5, precision: str = "auto") -> tuple[list[dict[str, float | str]], float, str]:
     """:func:`profile_training_step` of a fresh model of ``model_config`` (or ``loaded``'s sizes) on
-    the molecules of ``data_path``, and the fp32 matmul peak of this machine (GFLOP/s)."""
+    the molecules of ``data_path`` in ``precision``, this machine's matmul peak (GFLOP/s) in that
+    precision, and its name."""
     with tempfile.TemporaryDirectory() as cache:
         prepared = prepare(data_path, DataConfig(cache_dir=cache, workers=workers, max_reject_fraction=1.0))
     _, data, config = _model_data(prepared, model_config, loaded)
     torch.manual_seed(0)
-    rows = profile_training_step(MolVAE(config), data, batch_size, device, repeats)
-    return rows, matmul_peak(device)
+    dtype = resolve_precision(precision, device)
+    rows = profile_training_step(MolVAE(config), data, batch_size, device, repeats, dtype)
+    dtype = dtype or torch.float32
+    return rows, matmul_peak(device, dtype), str(dtype).removeprefix("torch.")
 
 
 def run_benchmark(data_path: str | os.PathLike, model_config: ModelConfig, *, device: torch.device,
@@ -299,17 +331,24 @@ def run_benchmark(data_path: str | os.PathLike, model_config: ModelConfig, *, de
     model = MolVAE(config).to(device)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
-    train_rate = _train_throughput(model, data, batch_size, train_steps, device, precision, bucketed=True)
+    train_rate, position_rate = _train_throughput(model, data, batch_size, train_steps, device, precision,
+                                                  bucketed=True)
     memory = _peak_memory_mib(device)
+    dtype = resolve_precision(precision, device) or torch.float32
+    gflops = position_rate * _flops_per_position(model, data, batch_size, device, precision) / 1e9
+    peak = matmul_peak(device, dtype)
     tokens, lengths = data.batch(torch.arange(min(batch_size, len(data))), device)
     kernels = rnn_kernels(model, tokens, lengths, precision)
     reference_rate = None
     if reference:
         torch.manual_seed(0)
         plain = MolVAE(config).to(device)
-        reference_rate = _train_throughput(plain, data, batch_size, train_steps, device, "fp32", bucketed=False)
+        reference_rate, _ = _train_throughput(plain, data, batch_size, train_steps, device, "fp32", bucketed=False)
+    precision_name = str(dtype).removeprefix("torch.")
     results.append(BenchResult("training (molecules/s)", train_rate, reference_rate,
-                               f"batch {batch_size}, {train_steps} steps, peak memory {memory:.0f} MiB"))
+                               f"batch {batch_size}, {train_steps} steps, {precision_name}, {gflops:.1f} GFLOP/s = "
+                               f"{gflops / peak:.0%} of the {precision_name} matmul peak ({peak:.0f} GFLOP/s), "
+                               f"peak memory {memory:.0f} MiB"))
 
     if loaded is None:
         loaded = LoadedModel(model.eval(), vocab, int(data.lengths.max()) + 8, {})
@@ -337,7 +376,10 @@ def run_benchmark(data_path: str | os.PathLike, model_config: ModelConfig, *, de
         "cpu_cores": str(os.cpu_count()),
         "torch_threads": str(torch.get_num_threads()),
         "torch": str(torch.__version__),
-        "precision": str(resolve_precision(precision, device) or "fp32"),
+        "precision": precision_name + (" (auto)" if precision == "auto" else ""),
+        "bf16_units": str(native_bf16()) if device.type == "cpu" else "-",
+        "training_gflops_per_s": f"{gflops:.1f}",
+        "matmul_peak_gflops": f"{peak:.1f}",
         "rnn_kernels": kernels,
     }
     return results, machine

@@ -39,3 +39,15 @@ def test_matmul_peak_and_the_profile_command(trained_run, tmp_path, capsys):
     assert "matmul peak" in printed and "of the matmul peak" in printed
     report = json.loads(out.read_text())
     assert report["peak_gflops"] > 0 and report["parts"][-1]["part"] == "whole training step"
+    assert report["precision"] in ("float32", "bfloat16")  # auto: what this CPU has units for
+
+
+def test_the_benchmark_reports_its_precision_and_share_of_the_peak(trained_run, tmp_path, capsys):
+    out = tmp_path / "bench.json"
+    assert main(["bench", "--model", str(trained_run.out_dir / "model.pt"), "--data", str(MOLECULES_CSV),
+                 "--batch-size", "8", "--steps", "2", "--n-sample", "20", "--no-reference", "--device", "cpu",
+                 "--precision", "fp32", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "precision=float32" in printed and "of the float32 matmul peak" in printed
+    training = next(row for row in json.loads(out.read_text()) if row["name"].startswith("training"))
+    assert float(training["training_gflops_per_s"]) > 0 and float(training["matmul_peak_gflops"]) > 0

@@ -35,6 +35,7 @@ BAD_INPUT = {
     "latent_study.py": ["--data", "no/such.csv", "--out", "{tmp}/o"],
     "make_lead_data.py": ["--moses", "no/such.csv.gz", "--out", "{tmp}/o.csv.gz"],
     "make_pmo_fixture.py": ["--tdc037", "no/such", "--out", "{tmp}/o.csv"],
+    "moses_vae_throughput.py": ["--data", "no/such.csv"],
     "pmo.py": ["--model", "no/such/model.pt", "--out", "{tmp}/o", "--tasks", "qed", "--seeds", "0"],
     "pmo_qed_auc.py": ["--model", "no/such/model.pt", "--out", "{tmp}/o"],
     "posterior_samples.py": ["--model", "no/such/model.pt", "--data", str(MOLECULES_CSV), "--out", "{tmp}/o.csv"],

@@ -26,16 +26,17 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if args.profile:
         from molvae.bench import format_profile, run_profile
 
-        rows, peak = run_profile(args.data or str(BUNDLED_DATA), config.model, device=device,
-                                 batch_size=args.batch_size, loaded=loaded)
+        rows, peak, precision = run_profile(args.data or str(BUNDLED_DATA), config.model, device=device,
+                                            batch_size=args.batch_size, loaded=loaded, precision=args.precision)
         step = rows[-1]
-        print(f"\n{device}, {torch.get_num_threads()} threads, fp32; matmul peak {peak:.1f} GFLOP/s; "
+        print(f"\n{device}, {torch.get_num_threads()} threads, {precision}; {precision} matmul peak {peak:.1f} GFLOP/s; "
               f"batch of {step['molecules']} molecules")
         print(format_profile(rows, peak))
         print(f"training: {step['molecules'] / step['ms'] * 1e3:.0f} molecules/s, {step['gflops_per_s']:.1f} GFLOP/s "
               f"= {step['gflops_per_s'] / peak:.1%} of the matmul peak")
         if args.out:
-            Path(args.out).write_text(json.dumps({"peak_gflops": peak, "parts": rows}, indent=2) + "\n")
+            Path(args.out).write_text(json.dumps({"precision": precision, "peak_gflops": peak, "parts": rows},
+                                                 indent=2) + "\n")
         return 0
     results, machine = run_benchmark(args.data or str(BUNDLED_DATA), config.model, device=device,
                                      batch_size=args.batch_size, train_steps=args.steps, n_sample=args.n_sample,
