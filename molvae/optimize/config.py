@@ -57,6 +57,8 @@ class OptimizeConfig:
     distance_weight: float = 0.0  # lead gradient ascent: extra penalty weight * |z - z_seed|^2 / 2
     screen_top: int = 4  # around a seed, with a surrogate: each round scores only this many new molecules, those
     # it predicts best from their own encodings (the others cost no call and may come back); 0 = all
+    screen_by_calls: int = 0  # each round scores only this many new molecules, those whose nearest scored molecules
+    # scored best (a surrogate fitted online to the calls, molvae.optimize.oracle.nearest_called_prediction); 0 = all
     neighbourhood_elites: int = 0  # neighbourhood search explores around this many best molecules (1 = hill
     # climbing); 0 = 16 from random starts, 1 around a seed (16 there was within noise of 1: docs/results.md)
     floor_to_input: bool = False  # lead optimization: hold the similarity floor against each seed as written too,
@@ -93,7 +95,7 @@ class OptimizeConfig:
         if isinstance(self.neighbourhood_elites, bool) or not isinstance(self.neighbourhood_elites, int) \
                 or self.neighbourhood_elites < 0:
             raise ValueError(f"optimize.neighbourhood_elites must be an integer >= 0, got {self.neighbourhood_elites!r}")
-        for name in ("screen_top", "rewrites", "refine_steps"):
+        for name in ("screen_top", "screen_by_calls", "rewrites", "refine_steps"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 raise ValueError(f"optimize.{name} must be an integer >= 0, got {value!r}")

@@ -41,7 +41,7 @@ def new_oracle(loaded: LoadedModel, objectives: Sequence[Objective], method: str
                   decode_temperature=config.decode_temperature, decode_beam=config.decode_beam,
                   canonical_decodes=config.canonical_decodes, surrogate=surrogate,
                   known=known, seed=config.seed, screen_top=config.screen_top if reference is not None else 0,
-                  also_similar_to=also_similar_to)
+                  screen_by_calls=config.screen_by_calls, also_similar_to=also_similar_to)
 
 
 def method_result(oracle: Oracle, seconds: float) -> MethodResult:

@@ -25,6 +25,34 @@ log = logging.getLogger(__name__)
 
 # --- the oracle -----------------------------------------------------------------------------
 
+SCREEN_BY_CALLS_AFTER = 100  # calls scored before screen_by_calls starts ranking (the first ones are all scored)
+_NEIGHBOURS = 8  # nearest scored molecules averaged by nearest_called_prediction
+
+
+def nearest_called_prediction(fingerprints: Sequence[Any], called_fps: Sequence[Any],
+                              called_scores: Sequence[float], neighbours: int = _NEIGHBOURS) -> list[float]:
+    """Each molecule's predicted score (a surrogate fitted online to the oracle's own calls): the mean
+    score of its ``neighbours`` most similar scored molecules (Tanimoto, Morgan r=2), weighted by
+    squared similarity; 0 for a molecule with no similar one. Costs no call.
+
+    >>> from molvae.chem import morgan_fingerprint, to_mol
+    >>> fps = [morgan_fingerprint(to_mol(s)) for s in ("CCO", "CCCO", "c1ccccc1")]
+    >>> [round(p, 2) for p in nearest_called_prediction(fps[:1], fps[1:], [0.9, 0.1], neighbours=1)]
+    [0.9]
+    """
+    scores = torch.tensor(list(called_scores), dtype=torch.float64)  # (C,)
+    called_fps = list(called_fps)
+    k = min(neighbours, len(called_fps))
+    predicted = []
+    for fingerprint in fingerprints:
+        similarity = torch.tensor(DataStructs.BulkTanimotoSimilarity(fingerprint, called_fps),
+                                  dtype=torch.float64)  # (C,)
+        nearest, index = similarity.topk(k)  # (k,)
+        weight = nearest.square()
+        predicted.append(float((weight * scores[index]).sum() / weight.sum()) if weight.sum() > 0 else 0.0)
+    return predicted
+
+
 @dataclass(frozen=True)
 class Candidate:
     """One molecule the oracle scored (one oracle call)."""
@@ -87,7 +115,7 @@ class Oracle:
                  min_similarity: float = 0.0, decodes_per_point: int = 1, decode_temperature: float = 0.7,
                  decode_beam: int = 1, canonical_decodes: bool = False,
                  surrogate: Surrogate | None = None, known: Mapping[str, float | None] | None = None,
-                 seed: int = 0, screen_top: int = 0, also_similar_to: str | None = None):
+                 seed: int = 0, screen_top: int = 0, screen_by_calls: int = 0, also_similar_to: str | None = None):
         if isinstance(budget, bool) or not isinstance(budget, int) or budget < 0:
             raise ValueError(f"budget must be an integer >= 0, got {budget!r}")
         if not 0.0 <= min_similarity <= 1.0:
@@ -107,6 +135,7 @@ class Oracle:
         self.canonical_decodes = canonical_decodes
         self.surrogate = surrogate
         self.screen_top = screen_top
+        self.screen_by_calls = screen_by_calls
         self.stats = OracleStats()
         self.candidates: list[Candidate] = []  # in call order
         self.stale_rounds = 0  # evaluate() calls in a row that scored no new molecule
@@ -129,6 +158,8 @@ class Oracle:
         self._decoded: dict[str, tuple[str | None, bool]] = {}  # SELFIES -> (canonical SMILES, is_canonical)
         self._encodings: dict[str, tuple[torch.Tensor, list[int]] | None] = {}  # SMILES -> (mu, ids); None: unreadable
         self._generator = torch.Generator(device=loaded.device).manual_seed(seed)
+        self._called_fps: list[Any] = []  # fingerprints of the molecules scored so far, in call order
+        self._called_scores: list[float] = []  # and their scores (a filtered molecule counts as 0)
         score_smiles([], self.objectives)  # imports a custom scorer now: a wrong path fails before decoding
 
     @property
@@ -298,7 +329,15 @@ class Oracle:
 
     def _screen(self, smiles: list[str]) -> list[str]:
         """The new molecules of a round to score, in order: with ``screen_top`` and a surrogate, the
-        ``screen_top`` it predicts best from their own encodings (unencodable ones last); else all."""
+        ``screen_top`` it predicts best from their own encodings (unencodable ones last); with
+        ``screen_by_calls``, that many predicted best from the calls so far
+        (:func:`nearest_called_prediction`); else all."""
+        if (self.screen_by_calls and len(smiles) > self.screen_by_calls
+                and len(self._called_scores) >= SCREEN_BY_CALLS_AFTER):
+            fingerprints = [morgan_fingerprint(to_mol(s)) for s in smiles]
+            predicted = nearest_called_prediction(fingerprints, self._called_fps, self._called_scores)
+            order = sorted(range(len(smiles)), key=lambda i: -predicted[i])[: self.screen_by_calls]
+            return [smiles[i] for i in order]
         if not self.screen_top or self.surrogate is None or len(smiles) <= self.screen_top:
             return smiles
         encodings = self.encodings(smiles)
@@ -320,6 +359,9 @@ class Oracle:
         (scored,) = score_smiles([smiles], self.objectives, self.filters)
         self.stats.calls += 1
         self._cache[smiles] = scored.score
+        if self.screen_by_calls:
+            self._called_fps.append(morgan_fingerprint(to_mol(smiles)))
+            self._called_scores.append(0.0 if scored.score is None else scored.score)
         if scored.score is None:
             self.stats.filtered += 1
         self.candidates.append(Candidate(

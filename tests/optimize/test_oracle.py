@@ -111,3 +111,29 @@ def test_oracle_several_decodes_per_point_keep_the_best(loaded):
     for outcome in outcomes:
         if outcome.score is not None:
             assert outcome.score == max(c.score for c in oracle.candidates if c.smiles == outcome.smiles)
+
+
+def test_screening_by_calls_scores_the_molecules_whose_scored_neighbours_scored_best(loaded, monkeypatch):
+    import molvae.optimize.oracle as oracle_module
+    from molvae.chem import morgan_fingerprint
+
+    monkeypatch.setattr(oracle_module, "SCREEN_BY_CALLS_AFTER", 2)
+    molecules = [ETHANOL, BENZENE, PHENOL, "CCCO", TOLUENE, CATECHOL]
+    monkeypatch.setattr(Oracle, "_decode", ScriptedDecoder(molecules))
+    oracle = Oracle(loaded, parse_objectives("qed:max"), budget=10, screen_by_calls=1)
+    latent_dim = loaded.model.config.latent_dim
+    oracle.evaluate(points([0, 1], latent_dim), step=1)  # fewer than SCREEN_BY_CALLS_AFTER scored: all scored
+    assert oracle.stats.calls == 2
+    qed = {s: PROPERTIES["qed"](to_mol(s)) for s in molecules}
+    outcomes = oracle.evaluate(points([2, 3], latent_dim), step=2)
+    # phenol's nearest scored molecule is benzene, propanol's ethanol: the one with the better-scored neighbour is called
+    expected = PHENOL if qed[BENZENE] > qed[ETHANOL] else "CCCO"
+    assert [c.smiles for c in oracle.candidates][-1] == expected and oracle.stats.calls == 3
+    assert {o.smiles for o in outcomes if o.status == "screened"} == {PHENOL, "CCCO"} - {expected}
+    predicted = oracle_module.nearest_called_prediction(
+        [morgan_fingerprint(to_mol(s)) for s in molecules], oracle._called_fps, oracle._called_scores)
+    called = [qed[c.smiles] for c in oracle.candidates]
+    assert predicted[0] == pytest.approx(qed[ETHANOL], rel=0.2)  # its own score carries the most weight
+    assert all(min(called) - 1e-12 <= p <= max(called) + 1e-12 for p in predicted)  # a weighted mean of scores
+    with pytest.raises(ValueError, match="screen_by_calls"):
+        OptimizeConfig(screen_by_calls=-1)
