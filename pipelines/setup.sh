@@ -10,11 +10,11 @@ pip() { "$VENV/bin/python" -m pip --disable-pip-version-check -q "$@"; }
 if ! "$VENV/bin/python" -c "import torch" 2>/dev/null; then
   if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then
     echo "[setup] NVIDIA GPU found: installing the default (CUDA) torch build"
-    pip install "torch>=2.2"
+    pip install "torch>=2.4"
   else
     echo "[setup] no GPU: installing a CPU build of torch"
     pip install "torch==2.13.0" 2>/dev/null \
-      || pip install "torch>=2.2" --index-url https://download.pytorch.org/whl/cpu
+      || pip install "torch>=2.4" --index-url https://download.pytorch.org/whl/cpu
   fi
 fi
 echo "[setup] installing molvae and its dependencies into $VENV"
