@@ -383,25 +383,29 @@ class Model:
 
     def campaign(self, objective: str | Sequence[Any], *, seeds: str | Sequence[str] | None = None,
                  budget: int = 1000, min_similarity: float = 0.0, method: str | Sequence[str] | None = None,
-                 seed: int = 0, batch_size: int | None = None, surrogate: str = "auto",
+                 seed: int = 0, batch_size: int | None = None, surrogate: str | None = None,
                  filters: Mapping[str, Any] | None = None, settings: Mapping[str, Any] | None = None,
                  **options: Any):
         """:meth:`optimize` with every table: a :class:`molvae.optimize.Campaign` (``best``,
         ``candidates``, ``summary``, ``curves``, and ``leads`` with seeds). ``options`` go to
         :func:`molvae.optimize.run_campaign` (``top``, ``tracker``, ``surrogate_data``, ...)."""
         from molvae.objectives import filters_from_dict, parse_objectives
-        from molvae.optimize import optimize_config_from_dict, run_campaign
+        from molvae.optimize import default_methods, optimize_config_from_dict, random_start_settings, run_campaign
 
         objectives = parse_objectives(objective) if isinstance(objective, str) else tuple(objective)
         _number("budget", budget, 1, 10**7, integer=True)
         _number("min_similarity", min_similarity, 0, 1)
         table = {**(settings or {}), "budget": int(budget), "min_similarity": float(min_similarity),
-                 "seed": int(seed), "surrogate": surrogate}
-        if batch_size is not None:
-            table["batch_size"] = int(batch_size)
-        config = optimize_config_from_dict(table)
+                 "seed": int(seed)}
+        for key, value in (("batch_size", batch_size), ("surrogate", surrogate)):
+            if value is not None:
+                table[key] = value
         methods = [method] if isinstance(method, str) else list(method or [])
         methods = [m.strip() for part in methods for m in part.split(",") if m.strip()]
+        methods = methods or list(default_methods(seeds is not None))
+        if seeds is None:
+            table = random_start_settings(table, methods)
+        config = optimize_config_from_dict(table)
         return run_campaign(self.loaded, objectives, methods, config, filters_from_dict(dict(filters or {})),
                             _smiles_list(seeds) if seeds is not None else None, **options)
 

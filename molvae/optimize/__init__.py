@@ -43,7 +43,7 @@ surrogate and the truth is reported (:func:`surrogate_gap`); results are ranked 
 
 from molvae.optimize.bo import run_bo
 from molvae.optimize.campaign import Campaign, default_methods, mean_improvement_curve, run_campaign
-from molvae.optimize.config import OptimizeConfig, optimize_config_from_dict
+from molvae.optimize.config import POPULATION_SEARCH, OptimizeConfig, optimize_config_from_dict, random_start_settings
 from molvae.optimize.leads import LeadResult, lead_summary, optimize_leads
 from molvae.optimize.methods import OPTIMIZERS, optimize, run_method
 from molvae.optimize.neighbourhood import run_neighbourhood
@@ -55,6 +55,7 @@ from molvae.optimize.surrogates import (EnsembleSurrogate, HeadSurrogate, Surrog
 
 __all__ = [
     "OPTIMIZERS",
+    "POPULATION_SEARCH",
     "Campaign",
     "Candidate",
     "EnsembleSurrogate",
@@ -77,6 +78,7 @@ __all__ = [
     "optimize",
     "optimize_config_from_dict",
     "optimize_leads",
+    "random_start_settings",
     "run_bo",
     "run_campaign",
     "run_gradient",

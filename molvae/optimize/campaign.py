@@ -39,8 +39,10 @@ ChildRun = Callable[[str], AbstractContextManager[Tracker]]  # method name -> a 
 
 
 def default_methods(from_leads: bool) -> tuple[str, ...]:
-    """The methods run when none are named: around leads the neighbourhood search leads."""
-    return ("neighbourhood", "gradient", "random") if from_leads else ("gradient", "bo", "random")
+    """The methods run when none are named: around leads the neighbourhood search leads, beside
+    gradient ascent and the random baseline; from random starts the population search alone (with
+    :data:`molvae.optimize.config.POPULATION_SEARCH`)."""
+    return ("neighbourhood", "gradient", "random") if from_leads else ("neighbourhood",)
 
 
 @dataclass

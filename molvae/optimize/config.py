@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from molvae.sample import REFINE_STEPS
@@ -101,6 +101,23 @@ class OptimizeConfig:
                 raise ValueError(f"optimize.{name} must be an integer >= 0, got {value!r}")
         if self.bo_acquisition not in ("qlogei", "qei", "qucb", "ts"):
             raise ValueError(f"optimize.bo_acquisition must be qlogei, qei, qucb or ts, got {self.bo_acquisition!r}")
+
+
+POPULATION_SEARCH: dict[str, object] = {"batch_size": 256, "prior_spread": 1.0, "canonical_decodes": True,
+                                         "decodes_per_point": 4, "screen_by_calls": 32, "surrogate": "none"}
+"""The population search's settings from random starts, chosen on PMO's two tuning tasks
+(``zaleplon_mpo``, ``perindopril_mpo``; docs/studies/2026-12-07-pmo-tuning.md). No surrogate: it would
+only annotate candidates, and fitting one labels molecules with the objective outside the budget."""
+
+
+def random_start_settings(table: Mapping[str, object], methods: Sequence[str]) -> dict[str, object]:
+    """``table`` over :data:`POPULATION_SEARCH` when ``methods`` is the population search alone (the
+    default from random starts); a key the user set wins.
+
+    >>> random_start_settings({"batch_size": 64}, ["neighbourhood"])["batch_size"], random_start_settings({}, ["bo"])
+    (64, {})
+    """
+    return {**POPULATION_SEARCH, **table} if tuple(methods) == ("neighbourhood",) else dict(table)
 
 
 def optimize_config_from_dict(table: Mapping[str, object], base: OptimizeConfig | None = None) -> OptimizeConfig:

@@ -115,6 +115,10 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+# (novelty, FCD/Test) of the MOSES paper's models (Polykovskiy et al. 2020, Table 2), shown as peers
+MOSES_PEERS = {"VAE": (0.695, 0.099), "CharRNN": (0.842, 0.073), "JT-VAE": (0.914, 0.395)}
+
+
 def _plot(table, path: Path) -> None:
     import matplotlib
 
@@ -136,6 +140,9 @@ def _plot(table, path: Path) -> None:
         trained = mode[mode["sampling"] == "trained prior"]
         ax.scatter(trained["novelty"], trained["fcd"], marker="s", color=colour, edgecolor="k",
                    label=f"trained prior, {label}")
+    for name, (novelty, fcd) in MOSES_PEERS.items():
+        ax.scatter([novelty], [fcd], marker="*", s=90, color="k")
+        ax.annotate(f"{name} (MOSES paper)", (novelty, fcd), fontsize=8, xytext=(5, 3), textcoords="offset points")
     ax.set_xlabel("novelty (share of unique valid samples not in the training set)")
     ax.set_ylabel("FCD/Test (lower is better)")
     ax.grid(alpha=0.3)

@@ -116,3 +116,27 @@ def test_cli_reads_a_run_file_and_refuses_unknown_keys(trained_run, tmp_path):
     with pytest.raises(ValueError, match="unknown method"):
         cmd_optimize(parse(["--model", str(trained_run.files["checkpoint"]), "--objective", "qed:max",
                             "--method", "anneal", "--out", str(out), "--no-track"]))
+
+
+def test_from_random_starts_the_population_search_is_the_default_and_set_keys_win(trained_run, tmp_path):
+    from molvae.cli.optimize import load_recipe
+    from molvae.optimize import POPULATION_SEARCH
+
+    checkpoint = str(trained_run.files["checkpoint"])
+    recipe = load_recipe(parse(["--model", checkpoint, "--objective", "qed:max", "--out", str(tmp_path)]))
+    assert recipe.methods == ("neighbourhood",)
+    assert {key: getattr(recipe.config, key) for key in POPULATION_SEARCH} == POPULATION_SEARCH
+    mine = load_recipe(parse(["--model", checkpoint, "--objective", "qed:max", "--out", str(tmp_path),
+                              "--batch-size", "16", "--set", "screen_by_calls=0"]))
+    assert mine.config.batch_size == 16 and mine.config.screen_by_calls == 0 and mine.config.prior_spread == 1.0
+    other = load_recipe(parse(["--model", checkpoint, "--objective", "qed:max", "--out", str(tmp_path),
+                               "--method", "bo,random"]))
+    assert other.config.batch_size == 32 and other.config.screen_by_calls == 0  # the preset is the population search's
+    around = load_recipe(parse(["--model", checkpoint, "--objective", "qed:max", "--out", str(tmp_path),
+                                "--seeds", str(tmp_path / "leads.csv")]))
+    assert around.methods == ("neighbourhood", "gradient", "random") and around.config.screen_by_calls == 0
+    out = tmp_path / "run"
+    assert cmd_optimize(parse(["--model", checkpoint, "--objective", "qed:max", "--out", str(out), "--no-track",
+                               "--budget", "40", "--batch-size", "16", "--set", "max_stale_rounds=3"])) == 0
+    summary = pd.read_csv(out / "summary.csv")
+    assert list(summary["method"]) == ["neighbourhood"] and 0 < summary.loc[0, "oracle_calls"] <= 40
