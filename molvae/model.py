@@ -239,6 +239,16 @@ def _cpu_autocast_dtype(inputs: torch.Tensor) -> torch.dtype | None:
     return torch.get_autocast_dtype("cpu") if inputs.device.type == "cpu" and torch.is_autocast_enabled("cpu") else None
 
 
+def _gru_layers(gru: nn.GRU, inputs: torch.Tensor, hidden: torch.Tensor, weights: list[torch.Tensor], layers: int,
+                bidirectional: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """``layers`` layers of ``gru`` with ``weights`` (a slice of its ``_flat_weights``), what
+    ``nn.GRU.forward`` runs, with inputs, state and weights cast to the CPU autocast dtype when it is on."""
+    if (dtype := _cpu_autocast_dtype(inputs)) is not None:
+        inputs, hidden, weights = inputs.to(dtype), hidden.to(dtype), [w.to(dtype) for w in weights]
+    return torch._VF.gru(inputs, hidden, weights, gru.bias, layers, float(gru.dropout), gru.training, bidirectional,
+                         gru.batch_first)
+
+
 def run_gru(gru: nn.GRU, inputs: torch.Tensor, hidden: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """``gru(inputs, hidden)``, in the dtype CPU autocast computes matrix products in.
 
@@ -247,11 +257,9 @@ def run_gru(gru: nn.GRU, inputs: torch.Tensor, hidden: torch.Tensor) -> tuple[to
     2026-12-07-faster-training.md), so under CPU autocast its inputs, state and weights are cast
     here, as autocast casts a linear layer's: gradients reach the fp32 weights through the casts.
     """
-    dtype = _cpu_autocast_dtype(inputs)
-    if dtype is None:
+    if _cpu_autocast_dtype(inputs) is None:
         return gru(inputs, hidden)
-    return torch._VF.gru(inputs.to(dtype), hidden.to(dtype), [w.to(dtype) for w in gru._flat_weights], gru.bias,
-                         gru.num_layers, float(gru.dropout), gru.training, gru.bidirectional, gru.batch_first)
+    return _gru_layers(gru, inputs, hidden, gru._flat_weights, gru.num_layers, gru.bidirectional)
 
 
 def _one_direction(gru: nn.GRU, layer: int, direction: int, inputs: torch.Tensor) -> torch.Tensor:
@@ -259,11 +267,8 @@ def _one_direction(gru: nn.GRU, layer: int, direction: int, inputs: torch.Tensor
     from a zero state, under CPU autocast in its dtype (:func:`run_gru`)."""
     per_direction = 4 if gru.bias else 2  # w_ih, w_hh, (b_ih, b_hh) per layer and direction
     first = (2 * layer + direction) * per_direction
-    weights = gru._flat_weights[first:first + per_direction]
     initial = inputs.new_zeros(1, inputs.size(0), gru.hidden_size)  # (1, B, H)
-    if (dtype := _cpu_autocast_dtype(inputs)) is not None:
-        inputs, initial, weights = inputs.to(dtype), initial.to(dtype), [w.to(dtype) for w in weights]
-    states, _ = torch._VF.gru(inputs, initial, weights, gru.bias, 1, 0.0, gru.training, False, True)
+    states, _ = _gru_layers(gru, inputs, initial, gru._flat_weights[first:first + per_direction], 1, False)
     return states
 
 
