@@ -72,6 +72,7 @@ __all__ = [
     "chemnet_activations",
     "chemnet_moments",
     "cosine_similarity",
+    "download_molsets_wheel",
     "fcd_of_moments",
     "fetch_moses",
     "fragments",
@@ -129,6 +130,22 @@ _MIN_PARALLEL_CANONICALIZE = 20000  # SMILES canonicalized (~0.2-1 ms each)
 
 # --- the data sets ------------------------------------------------------------------------------
 
+def download_molsets_wheel(folder: Path) -> Path:
+    """The ``molsets`` wheel (:data:`MOSES_PACKAGE`, no dependencies) downloaded by pip into ``folder``.
+    Raises ``RuntimeError`` when pip fails."""
+    command = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
+               "--disable-pip-version-check", "--no-input", "-q", MOSES_PACKAGE, "-d", str(folder)]
+    done = subprocess.run(command, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        detail = (done.stderr or done.stdout).strip()[-2000:]
+        shown = " ".join(["pip", *command[3:-2]])
+        raise RuntimeError(f"`{shown}` failed (exit {done.returncode}):\n{detail}")
+    wheels = sorted(Path(folder).glob("molsets-*.whl"))
+    if not wheels:
+        raise RuntimeError(f"pip reported success but left no molsets wheel in {folder}")
+    return wheels[0]
+
+
 def fetch_moses(dest: Path) -> dict[str, Path]:
     """Put the MOSES ``train``, ``test`` and ``test_scaffolds`` CSVs (gzip) into ``dest``, with
     MOSES's reference statistics of the test sets (``test_stats.npz``, ``test_scaffolds_stats.npz``).
@@ -145,23 +162,14 @@ def fetch_moses(dest: Path) -> dict[str, Path]:
     if not missing:
         return paths
     with tempfile.TemporaryDirectory(prefix="molvae-moses-") as tmp:
-        command = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
-                   "--disable-pip-version-check", "--no-input", "-q", MOSES_PACKAGE, "-d", tmp]
         logger.info("downloading %s to extract the MOSES data sets", MOSES_PACKAGE)
-        done = subprocess.run(command, capture_output=True, text=True, check=False)
-        if done.returncode != 0:
-            detail = (done.stderr or done.stdout).strip()[-2000:]
-            shown = " ".join(["pip", *command[3:-2]])
-            raise RuntimeError(f"`{shown}` failed (exit {done.returncode}):\n{detail}")
-        wheels = sorted(Path(tmp).glob("molsets-*.whl"))
-        if not wheels:
-            raise RuntimeError(f"pip reported success but left no molsets wheel in {tmp}")
-        with zipfile.ZipFile(wheels[0]) as wheel:
+        wheel_path = download_molsets_wheel(Path(tmp))
+        with zipfile.ZipFile(wheel_path) as wheel:
             for name in missing:
                 content = wheel.read(f"moses/dataset/data/{paths[name].name}")
                 digest = hashlib.sha256(content).hexdigest()
                 if digest != expected[name]:
-                    raise RuntimeError(f"{paths[name].name} from {wheels[0].name} has sha256 {digest}, "
+                    raise RuntimeError(f"{paths[name].name} from {wheel_path.name} has sha256 {digest}, "
                                        f"expected {expected[name]}")
                 _write_atomically(paths[name], content)
     return paths

@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import subprocess
 import sys
 import tempfile
 import time
@@ -33,6 +32,7 @@ from molvae.device import resolve_precision
 from molvae.entry import run_script
 from molvae.errors import DataError, UserError
 from molvae.model import MolVAE
+from molvae.moses import download_molsets_wheel
 from molvae.vocab import Vocabulary
 
 RECIPES = Path(__file__).resolve().parents[1] / "recipes"
@@ -48,12 +48,7 @@ SIZES = {
 def moses_vae_package(folder: Path):
     """molsets 0.3.1's ``moses.vae`` from its wheel, without running ``moses/__init__`` (which
     imports its metrics and their dependencies)."""
-    done = subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "-q",
-                           "--disable-pip-version-check", "molsets==0.3.1", "-d", str(folder)],
-                          capture_output=True, text=True, check=False)
-    if done.returncode != 0:
-        raise RuntimeError(f"pip could not download molsets 0.3.1: {(done.stderr or done.stdout).strip()[-1000:]}")
-    with zipfile.ZipFile(next(folder.glob("molsets-*.whl"))) as wheel:
+    with zipfile.ZipFile(download_molsets_wheel(folder)) as wheel:
         wheel.extractall(folder)
     package = types.ModuleType("moses")
     package.__path__ = [str(folder / "moses")]
