@@ -60,10 +60,9 @@ class Recipe:
 
 def load_recipe(args: argparse.Namespace) -> Recipe:
     """The run file (``--config``, optional) with the command-line flags on top of it."""
-    from molvae.optimize import default_methods
     from molvae.config import build_dataclass, read_toml
     from molvae.objectives import filters_from_dict, objectives_from_tables, parse_objectives
-    from molvae.optimize import OPTIMIZERS, optimize_config_from_dict, random_start_settings
+    from molvae.optimize import OPTIMIZERS, optimize_config_from_dict, resolve_recipe
     from molvae.tracking import TrackingConfig
 
     table: dict[str, Any] = read_toml(args.config, "run file") if args.config else {}
@@ -80,18 +79,15 @@ def load_recipe(args: argparse.Namespace) -> Recipe:
         raise ConfigError("no objective: give --objective (e.g. 'qed:max') or objectives in --config")
 
     methods = tuple(m.strip() for m in args.method.split(",")) if args.method else tuple(table.get("methods", ()))
-    methods = methods or default_methods(bool(args.seeds))
-    for method in methods:
-        if method not in OPTIMIZERS:
-            raise ConfigError(f"unknown method {method!r}; choose from {', '.join(OPTIMIZERS)}")
-
     overrides = dict(table.get("optimize", {}))
     overrides.update(parse_pairs(args.set, "--set"))
     for key in ("budget", "batch_size", "seed", "min_similarity", "surrogate"):
         if getattr(args, key) is not None:
             overrides[key] = getattr(args, key)
-    if not args.seeds:
-        overrides = random_start_settings(overrides, methods)
+    methods, overrides = resolve_recipe(methods, overrides, from_leads=bool(args.seeds))
+    for method in methods:
+        if method not in OPTIMIZERS:
+            raise ConfigError(f"unknown method {method!r}; choose from {', '.join(OPTIMIZERS)}")
     config = optimize_config_from_dict(overrides)
 
     filters = filters_from_dict({**table.get("filters", {}), **parse_pairs(args.filter, "--filter")})

@@ -42,7 +42,7 @@ surrogate and the truth is reported (:func:`surrogate_gap`); results are ranked 
 """
 
 from molvae.optimize.bo import run_bo
-from molvae.optimize.campaign import Campaign, default_methods, mean_improvement_curve, run_campaign
+from molvae.optimize.campaign import Campaign, default_methods, mean_improvement_curve, resolve_recipe, run_campaign
 from molvae.optimize.config import POPULATION_SEARCH, OptimizeConfig, optimize_config_from_dict, random_start_settings
 from molvae.optimize.leads import LeadResult, lead_summary, optimize_leads
 from molvae.optimize.methods import OPTIMIZERS, optimize, run_method
@@ -79,6 +79,7 @@ __all__ = [
     "optimize_config_from_dict",
     "optimize_leads",
     "random_start_settings",
+    "resolve_recipe",
     "run_bo",
     "run_campaign",
     "run_gradient",

@@ -12,7 +12,7 @@ import dataclasses
 import logging
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any
@@ -23,7 +23,7 @@ from molvae import BUNDLED_DATA
 from molvae.checkpoint import LoadedModel
 from molvae.errors import UserError
 from molvae.objectives import Filters, Objective, format_objectives
-from molvae.optimize.config import OptimizeConfig
+from molvae.optimize.config import OptimizeConfig, random_start_settings
 from molvae.optimize.leads import LeadResult, lead_summary, optimize_leads
 from molvae.optimize.methods import OPTIMIZERS, run_method
 from molvae.optimize.results import OptimizationResult, candidates_table
@@ -31,7 +31,7 @@ from molvae.optimize.surrogates import build_surrogate
 from molvae.tracking import NullTracker, Tracker
 from molvae.trainset import novelty_reference, surrogate_molecules
 
-__all__ = ["Campaign", "default_methods", "run_campaign"]
+__all__ = ["Campaign", "default_methods", "resolve_recipe", "run_campaign"]
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +43,21 @@ def default_methods(from_leads: bool) -> tuple[str, ...]:
     gradient ascent and the random baseline; from random starts the population search alone (with
     :data:`molvae.optimize.config.POPULATION_SEARCH`)."""
     return ("neighbourhood", "gradient", "random") if from_leads else ("neighbourhood",)
+
+
+def resolve_recipe(methods: Sequence[str], table: Mapping[str, object],
+                   from_leads: bool) -> tuple[tuple[str, ...], dict[str, object]]:
+    """The methods to run (those named, else :func:`default_methods`) and the ``[optimize]`` table,
+    over :data:`molvae.optimize.config.POPULATION_SEARCH` from random starts when the population search
+    runs alone (:func:`molvae.optimize.config.random_start_settings`): what the CLI and the API run.
+
+    >>> resolve_recipe([], {"budget": 10}, from_leads=False)[1]["decodes_per_point"]
+    4
+    >>> resolve_recipe(["bo"], {"budget": 10}, from_leads=False)
+    (('bo',), {'budget': 10})
+    """
+    methods = tuple(methods) or default_methods(from_leads)
+    return methods, dict(table) if from_leads else random_start_settings(table, methods)
 
 
 @dataclass
