@@ -220,12 +220,21 @@ def test_pmo_runner_tiny(trained_run, tmp_path):
     assert runs0.loc[0, "calls"] == len(candidates)
     assert runs0.loc[0, "auc_top10"] == pytest.approx(top_k_auc(candidates["score"].tolist(), 10, 8, 100))
 
-    done = run("pmo.py", "--merge", tmp_path / "s0", tmp_path / "s1", "--out", tmp_path / "m")
+    peers = tmp_path / "peers.csv"  # a published method that beats us on qed only, and one task we did not run
+    peers.write_text("task,method,auc_top10\nqed,Peer,1.0\nceleCoxib,Peer,0.0\ncelecoxib_rediscovery,Peer,0.0\n")
+    done = run("pmo.py", "--merge", tmp_path / "s0", tmp_path / "s1", "--out", tmp_path / "m", "--peers", peers,
+               "--top-molecules", "qed")
     assert done.returncode == 0, done.stderr
     results = pd.read_csv(tmp_path / "m" / "results.csv")
     assert results["task"].tolist() == ["qed", "celecoxib_rediscovery"] and (results["seeds"] == 2).all()
     assert results["auc_top10"].between(0, 1).all() and (results["calls"] <= 8).all()
-    assert "**sum**" in (tmp_path / "m" / "results.md").read_text() and "| qed |" in done.stdout
+    table = (tmp_path / "m" / "results.md").read_text()
+    assert "**sum**" in table and "| qed |" in done.stdout and "| task | random | Peer |" in table
+    assert "1.000 (2 tasks) |" in table and "random below Peer on 1 of 2 tasks: qed" in table
+    assert (tmp_path / "m" / "top_molecules.png").stat().st_size > 0
+    peers.write_text("task,score\nqed,1.0\n")
+    done = run("pmo.py", "--merge", tmp_path / "s0", tmp_path / "s1", "--out", tmp_path / "m", "--peers", peers)
+    assert done.returncode == 2 and "auc_top10" in done.stderr and "Traceback" not in done.stderr
     assert (tmp_path / "m" / "curves.png").stat().st_size > 0
     curves = pd.read_csv(tmp_path / "m" / "curves.csv")
     assert set(curves["calls"]) == {8} and len(curves) == 4

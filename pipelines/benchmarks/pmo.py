@@ -23,7 +23,10 @@ Writes OUT/runs.csv (one row per task, method and seed, appended as each run end
 run resumes where it stopped), OUT/curves.csv (top-10 mean every 100 calls), OUT/candidates/*.csv.gz
 (every molecule scored, in call order) and OUT/run.json; then OUT/results.csv and OUT/results.md
 (per task and method: AUC top-10 mean and std over seeds, CPU minutes per run; a sum row) and
-OUT/curves.png; prints the table.
+OUT/curves.png; prints the table. ``--peers FILE`` adds published methods' columns to the table (a CSV
+of task, method, auc_top10; docs/results/pmo/peers.csv holds REINVENT, Graph GA, GP BO, Mol GA,
+Genetic GFN and f-RAG); ``--top-molecules TASKS`` draws the 3 best molecules of those tasks over all
+seeds (OUT/top_molecules.png).
 """
 
 from __future__ import annotations
@@ -52,6 +55,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--spread", type=float, help="exemplar spread of the draws from the prior (optimize.prior_spread)")
     p.add_argument("--shard", help="I/N: run only runs I, I+N, I+2N, ... of the task x method x seed list")
     p.add_argument("--merge", nargs="+", metavar="DIR", help="combine the runs of finished shards into --out")
+    p.add_argument("--peers", help="CSV of published results (task, method, auc_top10) to put beside ours")
+    p.add_argument("--top-molecules", metavar="TASKS", help="comma-separated tasks whose 3 best molecules to draw")
     p.add_argument("--device", default="auto")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = default)")
     return p.parse_args(argv)
@@ -111,8 +116,10 @@ def run_one(loaded, task: str, method: str, seed: int, base, out: Path) -> tuple
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    peers = read_peers(args.peers) if args.peers else None
+    top_tasks = parse_list(args.top_molecules, "--top-molecules") if args.top_molecules else []
     if args.merge:
-        return merge(args.merge, Path(args.out))
+        return merge(args.merge, Path(args.out), peers, top_tasks)
     from molvae.pmo import PMO_TASKS, pmo_name
 
     tasks = list(PMO_TASKS) if args.tasks == "all" else [pmo_name(t).removeprefix("pmo:")
@@ -179,20 +186,35 @@ def main(argv: list[str] | None = None) -> int:
         points.to_csv(curves_path, mode="a", header=not curves_path.exists(), index=False)
         print(f"{task} {method} seed {seed}: AUC top-10 {row['auc_top10']:.4f}, top-10 mean {row['top10_mean']:.4f}, "
               f"{row['calls']} calls, {row['cpu_seconds'] / 60:.1f} CPU min", file=sys.stderr, flush=True)
-    return report([out], out)
+    return report([out], out, peers, top_tasks)
 
 
-def merge(folders: list[str], out: Path) -> int:
+def merge(folders: list[str], out: Path, peers=None, top_tasks: list[str] = ()) -> int:
     """Combine finished shards (their run.json, runs.csv and curves.csv) into ``out``."""
     for folder in folders:
         if not (Path(folder) / "run.json").exists():
             raise FileNotFoundError(f"{folder}: no run.json (not a folder of this script)")
     out.mkdir(parents=True, exist_ok=True)
-    return report([Path(f) for f in folders], out)
+    return report([Path(f) for f in folders], out, peers, top_tasks)
 
 
-def report(folders: list[Path], out: Path) -> int:
-    """results.csv / .md and curves.png over the runs in ``folders``; prints the table."""
+def read_peers(path: str):
+    """Published results, one row per task and method: at least ``task``, ``method``, ``auc_top10``."""
+    import pandas as pd
+
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"--peers {path}: no such file")
+    peers = pd.read_csv(path)
+    missing = {"task", "method", "auc_top10"} - set(peers.columns)
+    if missing:
+        raise ValueError(f"--peers {path}: no column {', '.join(sorted(missing))} (needs task, method, auc_top10)")
+    if peers.duplicated(["task", "method"]).any():
+        raise ValueError(f"--peers {path}: a task and method appear twice")
+    return peers
+
+
+def report(folders: list[Path], out: Path, peers=None, top_tasks: list[str] = ()) -> int:
+    """results.csv / .md, curves.png (and top_molecules.png) over the runs in ``folders``; prints the table."""
     import pandas as pd
 
     metas = [json.loads((f / "run.json").read_text()) for f in folders]
@@ -221,21 +243,27 @@ def report(folders: list[Path], out: Path) -> int:
                .reset_index())
     results = results.sort_values(["task", "method"], key=lambda c: c.map(order) if c.name == "task" else c)
     results.to_csv(out / "results.csv", index=False)
-    text = markdown(results, metas[0])
+    text = markdown(results, metas[0], peers)
     (out / "results.md").write_text(text)
     plot_curves(curves.sort_values("task", key=lambda c: c.map(order), kind="stable"), metas[0]["budget"],
                 out / "curves.png")
+    if top_tasks:
+        draw_top_molecules(folders, runs, top_tasks, out / "top_molecules.png")
     print(text)
     return 0
 
 
-def markdown(results, meta: dict) -> str:
+def markdown(results, meta: dict, peers=None) -> str:
     methods = list(dict.fromkeys(results["method"]))
+    peer_methods = list(dict.fromkeys(peers["method"])) if peers is not None else []
     lines = [f"PMO, {meta['budget']} oracle calls per run, model {meta['model']}: AUC top-10, mean ± std over seeds "
-             "(CPU minutes per run)", "",
-             "| task | " + " | ".join(methods) + " |", "|---|" + "---|" * len(methods)]
+             "(CPU minutes per run)" + ("; published methods beside" if peer_methods else ""), "",
+             "| task | " + " | ".join(methods + peer_methods) + " |",
+             "|---|" + "---|" * (len(methods) + len(peer_methods))]
     table = results.set_index(["task", "method"])
-    for task in dict.fromkeys(results["task"]):
+    published = peers.set_index(["task", "method"])["auc_top10"] if peers is not None else None
+    tasks = list(dict.fromkeys(results["task"]))
+    for task in tasks:
         cells = []
         for method in methods:
             if (task, method) not in table.index:
@@ -243,14 +271,45 @@ def markdown(results, meta: dict) -> str:
                 continue
             r = table.loc[(task, method)]
             cells.append(f"{r['auc_top10']:.3f} ± {r['auc_top10_std']:.3f} ({r['cpu_minutes']:.1f})")
+        cells += [f"{published[(task, m)]:.3f}" if (task, m) in published.index else "" for m in peer_methods]
         lines.append(f"| {task} | " + " | ".join(cells) + " |")
     sums = results.groupby("method", sort=False).agg(total=("auc_top10", "sum"), tasks=("task", "count"))
-    lines.append("| **sum** | " + " | ".join(f"**{sums.loc[m, 'total']:.3f}** ({sums.loc[m, 'tasks']} tasks)"
-                                             for m in methods) + " |")
+    peer_sums = [published[[(t, m) for t in tasks if (t, m) in published.index]] for m in peer_methods]
+    lines.append("| **sum** | " + " | ".join([f"**{sums.loc[m, 'total']:.3f}** ({sums.loc[m, 'tasks']} tasks)"
+                                              for m in methods] +
+                                             [f"{s.sum():.3f} ({len(s)} tasks)" for s in peer_sums]) + " |")
     seeds = sorted(set(results["seeds"]))
     lines += ["", f"Seeds per task: {', '.join(map(str, seeds))}. The sum is over the tasks run; PMO's own sums "
               "are over 23 tasks (drd2, gsk3b and jnk3 are not computable here).", ""]
-    return "\n".join(lines)
+    for method in methods:
+        ours = table.xs(method, level="method")["auc_top10"]
+        for peer in peer_methods:
+            below = [t for t in ours.index if (t, peer) in published.index and ours[t] < published[(t, peer)]]
+            lines.append(f"- {method} below {peer} on {len(below)} of {len(ours)} tasks"
+                         + (f": {', '.join(below)}" if below else ""))
+    return "\n".join(lines + ([""] if peer_methods else []))
+
+
+def draw_top_molecules(folders: list[Path], runs, tasks: list[str], path: Path) -> None:
+    """The 3 best distinct molecules of each task over every seed of the first method, one row per task."""
+    import pandas as pd
+    from rdkit import Chem
+    from rdkit.Chem import Draw
+
+    method = runs["method"].iloc[0]
+    mols, legends = [], []
+    for task in tasks:
+        task = task.removeprefix("pmo:")
+        files = [f / "candidates" / f"{task}_{method}_seed{seed}.csv.gz" for f in folders
+                 for seed in runs.loc[(runs["task"] == task) & (runs["method"] == method), "seed"]]
+        files = [f for f in files if f.exists()]
+        if not files:
+            raise ValueError(f"--top-molecules: no {method} run of {task} in {', '.join(map(str, folders))}")
+        pooled = pd.concat([pd.read_csv(f, usecols=["smiles", "score"]) for f in files]).dropna(subset=["score"])
+        best = pooled.sort_values("score", ascending=False, kind="stable").drop_duplicates("smiles").head(3)
+        mols += [Chem.MolFromSmiles(s) for s in best["smiles"]] + [Chem.Mol()] * (3 - len(best))
+        legends += [f"{task}: {score:.3f}" for score in best["score"]] + [""] * (3 - len(best))
+    Draw.MolsToGridImage(mols, molsPerRow=3, subImgSize=(300, 300), legends=legends).save(str(path))
 
 
 def plot_curves(curves, budget: int, path: Path) -> None:
