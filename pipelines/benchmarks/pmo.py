@@ -23,9 +23,9 @@ Writes OUT/runs.csv (one row per task, method and seed, appended as each run end
 run resumes where it stopped), OUT/curves.csv (top-10 mean every 100 calls), OUT/candidates/*.csv.gz
 (every molecule scored, in call order) and OUT/run.json; then OUT/results.csv and OUT/results.md
 (per task and method: AUC top-10 mean and std over seeds, CPU minutes per run; a sum row) and
-OUT/curves.png; prints the table. ``--peers FILE`` adds published methods' columns to the table (a CSV
-of task, method, auc_top10; docs/results/pmo/peers.csv holds REINVENT, Graph GA, GP BO, Mol GA,
-Genetic GFN and f-RAG); ``--top-molecules TASKS`` draws the 3 best molecules of those tasks over all
+OUT/curves.png; prints the table. ``--peers CSV [CSV ...]`` adds other methods' columns to the table
+(CSVs of task, method, auc_top10: docs/results/pmo/peers.csv holds the published REINVENT, Graph GA,
+GP BO, Mol GA, Genetic GFN and f-RAG; another run's results.csv fits too); ``--top-molecules TASKS`` draws the 3 best molecules of those tasks over all
 seeds (OUT/top_molecules.png).
 """
 
@@ -55,7 +55,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--spread", type=float, help="exemplar spread of the draws from the prior (optimize.prior_spread)")
     p.add_argument("--shard", help="I/N: run only runs I, I+N, I+2N, ... of the task x method x seed list")
     p.add_argument("--merge", nargs="+", metavar="DIR", help="combine the runs of finished shards into --out")
-    p.add_argument("--peers", help="CSV of published results (task, method, auc_top10) to put beside ours")
+    p.add_argument("--peers", nargs="+", metavar="CSV",
+                   help="results to put beside ours: CSVs with task, method, auc_top10 (published, or another "
+                        "run's results.csv)")
     p.add_argument("--top-molecules", metavar="TASKS", help="comma-separated tasks whose 3 best molecules to draw")
     p.add_argument("--device", default="auto")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = default)")
@@ -198,18 +200,22 @@ def merge(folders: list[str], out: Path, peers=None, top_tasks: list[str] = ()) 
     return report([Path(f) for f in folders], out, peers, top_tasks)
 
 
-def read_peers(path: str):
-    """Published results, one row per task and method: at least ``task``, ``method``, ``auc_top10``."""
+def read_peers(paths: list[str]):
+    """Results to compare with, one row per task and method: at least ``task``, ``method``, ``auc_top10``."""
     import pandas as pd
 
-    if not Path(path).is_file():
-        raise FileNotFoundError(f"--peers {path}: no such file")
-    peers = pd.read_csv(path)
-    missing = {"task", "method", "auc_top10"} - set(peers.columns)
-    if missing:
-        raise ValueError(f"--peers {path}: no column {', '.join(sorted(missing))} (needs task, method, auc_top10)")
+    tables = []
+    for path in paths:
+        if not Path(path).is_file():
+            raise FileNotFoundError(f"--peers {path}: no such file")
+        table = pd.read_csv(path)
+        missing = {"task", "method", "auc_top10"} - set(table.columns)
+        if missing:
+            raise ValueError(f"--peers {path}: no column {', '.join(sorted(missing))} (needs task, method, auc_top10)")
+        tables.append(table[["task", "method", "auc_top10"]])
+    peers = pd.concat(tables, ignore_index=True)
     if peers.duplicated(["task", "method"]).any():
-        raise ValueError(f"--peers {path}: a task and method appear twice")
+        raise ValueError(f"--peers {' '.join(paths)}: a task and method appear twice")
     return peers
 
 
@@ -257,7 +263,7 @@ def markdown(results, meta: dict, peers=None) -> str:
     methods = list(dict.fromkeys(results["method"]))
     peer_methods = list(dict.fromkeys(peers["method"])) if peers is not None else []
     lines = [f"PMO, {meta['budget']} oracle calls per run, model {meta['model']}: AUC top-10, mean ± std over seeds "
-             "(CPU minutes per run)" + ("; published methods beside" if peer_methods else ""), "",
+             "(CPU minutes per run)" + ("; other methods beside (--peers)" if peer_methods else ""), "",
              "| task | " + " | ".join(methods + peer_methods) + " |",
              "|---|" + "---|" * (len(methods) + len(peer_methods))]
     table = results.set_index(["task", "method"])
