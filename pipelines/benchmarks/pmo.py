@@ -13,8 +13,10 @@ The 20 tasks molvae can compute are PMO's 23 less drd2, gsk3b and jnk3 (TDC's tr
 not available here). No surrogate is fitted: labelling molecules with a PMO objective to fit one
 would be oracle calls outside the budget, so ``gradient`` (which needs a surrogate) is not offered.
 
+The default method is molvae's default from random starts: the population search (``neighbourhood``)
+with :data:`molvae.optimize.POPULATION_SEARCH` under whatever --batch-size, --spread and --set give.
 Full size (GPU, or shards side by side on CPU):
-    python pipelines/benchmarks/pmo.py --out runs/pmo --methods bo,random --seeds 0,1,2,3,4
+    python pipelines/benchmarks/pmo.py --out runs/pmo --seeds 0,1,2,3,4
 Two shards on a 2-core CPU, then merged:
     for i in 0 1; do python pipelines/benchmarks/pmo.py --out runs/pmo/shard$i --shard $i/2 --threads 1 & done; wait
     python pipelines/benchmarks/pmo.py --merge runs/pmo/shard0 runs/pmo/shard1 --out runs/pmo
@@ -25,8 +27,8 @@ run resumes where it stopped), OUT/curves.csv (top-10 mean every 100 calls), OUT
 (per task and method: AUC top-10 mean and std over seeds, CPU minutes per run; a sum row) and
 OUT/curves.png; prints the table. ``--peers CSV [CSV ...]`` adds other methods' columns to the table
 (CSVs of task, method, auc_top10: docs/results/pmo/peers.csv holds the published REINVENT, Graph GA,
-GP BO, Mol GA, Genetic GFN and f-RAG; another run's results.csv fits too); ``--top-molecules TASKS`` draws the 3 best molecules of those tasks over all
-seeds (OUT/top_molecules.png).
+GP BO, Mol GA, Genetic GFN and f-RAG; another run's results.csv fits too); ``--top-molecules TASKS``
+draws the 3 best molecules of those tasks over all seeds (OUT/top_molecules.png).
 """
 
 from __future__ import annotations
@@ -46,11 +48,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--tasks", default="all", help="comma-separated PMO tasks, with or without 'pmo:' (default all 20)")
-    p.add_argument("--methods", default="bo,random", help="comma-separated: bo, neighbourhood, random (default bo,random)")
+    p.add_argument("--methods", default="neighbourhood",
+                   help="comma-separated: bo, neighbourhood, random (default neighbourhood, molvae's default)")
     p.add_argument("--seeds", default="0,1,2,3,4", help="comma-separated random seeds (PMO: 5 runs, default 0,1,2,3,4)")
     p.add_argument("--budget", type=int, default=10000, help="oracle calls per run (PMO: 10000)")
     p.add_argument("--model", help="checkpoint (default: the shipped lead model)")
-    p.add_argument("--batch-size", type=int, default=32, help="latent points per round (default 32)")
+    p.add_argument("--batch-size", type=int,
+                   help="latent points per round (default 256 for the population search alone, else 32)")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="any [optimize] setting (repeatable)")
     p.add_argument("--spread", type=float, help="exemplar spread of the draws from the prior (optimize.prior_spread)")
     p.add_argument("--shard", help="I/N: run only runs I, I+N, I+2N, ... of the task x method x seed list")
@@ -144,15 +148,16 @@ def main(argv: list[str] | None = None) -> int:
     from molvae.checkpoint import PRETRAINED_LEAD, load_model
     from molvae.config import parse_pairs
     from molvae.device import resolve_device
-    from molvae.optimize import OPTIMIZERS, optimize_config_from_dict
+    from molvae.optimize import OPTIMIZERS, optimize_config_from_dict, resolve_recipe
 
     for method in methods:
         if method not in OPTIMIZERS:
             raise ValueError(f"--methods: unknown method {method!r}; choose from bo, neighbourhood, random")
-    settings = {"budget": args.budget, "batch_size": args.batch_size, **parse_pairs(args.set, "--set"),
-                "surrogate": "none"}
-    if args.spread is not None:
-        settings["prior_spread"] = args.spread
+    settings = {"budget": args.budget, **parse_pairs(args.set, "--set"), "surrogate": "none"}
+    for key, value in (("batch_size", args.batch_size), ("prior_spread", args.spread)):
+        if value is not None:
+            settings[key] = value
+    _, settings = resolve_recipe(methods, settings, from_leads=False)  # the population search's preset
     base = optimize_config_from_dict(settings)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -163,7 +168,7 @@ def main(argv: list[str] | None = None) -> int:
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    meta = {"model": model_path, "budget": args.budget, "batch_size": args.batch_size, "settings": settings,
+    meta = {"model": model_path, "budget": args.budget, "batch_size": base.batch_size, "settings": settings,
             "tasks": tasks, "methods": methods, "seeds": seeds, "shard": f"{shard}/{shards}"}
     meta_path = out / "run.json"
     if meta_path.exists():  # resume: only with the same settings
@@ -267,7 +272,7 @@ def markdown(results, meta: dict, peers=None) -> str:
              "| task | " + " | ".join(methods + peer_methods) + " |",
              "|---|" + "---|" * (len(methods) + len(peer_methods))]
     table = results.set_index(["task", "method"])
-    published = peers.set_index(["task", "method"])["auc_top10"] if peers is not None else None
+    others = peers.set_index(["task", "method"])["auc_top10"] if peers is not None else None
     tasks = list(dict.fromkeys(results["task"]))
     for task in tasks:
         cells = []
@@ -277,10 +282,10 @@ def markdown(results, meta: dict, peers=None) -> str:
                 continue
             r = table.loc[(task, method)]
             cells.append(f"{r['auc_top10']:.3f} ± {r['auc_top10_std']:.3f} ({r['cpu_minutes']:.1f})")
-        cells += [f"{published[(task, m)]:.3f}" if (task, m) in published.index else "" for m in peer_methods]
+        cells += [f"{others[(task, m)]:.3f}" if (task, m) in others.index else "" for m in peer_methods]
         lines.append(f"| {task} | " + " | ".join(cells) + " |")
     sums = results.groupby("method", sort=False).agg(total=("auc_top10", "sum"), tasks=("task", "count"))
-    peer_sums = [published[[(t, m) for t in tasks if (t, m) in published.index]] for m in peer_methods]
+    peer_sums = [others[[(t, m) for t in tasks if (t, m) in others.index]] for m in peer_methods]
     lines.append("| **sum** | " + " | ".join([f"**{sums.loc[m, 'total']:.3f}** ({sums.loc[m, 'tasks']} tasks)"
                                               for m in methods] +
                                              [f"{s.sum():.3f} ({len(s)} tasks)" for s in peer_sums]) + " |")
@@ -290,7 +295,7 @@ def markdown(results, meta: dict, peers=None) -> str:
     for method in methods:
         ours = table.xs(method, level="method")["auc_top10"]
         for peer in peer_methods:
-            below = [t for t in ours.index if (t, peer) in published.index and ours[t] < published[(t, peer)]]
+            below = [t for t in ours.index if (t, peer) in others.index and ours[t] < others[(t, peer)]]
             lines.append(f"- {method} below {peer} on {len(below)} of {len(ours)} tasks"
                          + (f": {', '.join(below)}" if below else ""))
     return "\n".join(lines + ([""] if peer_methods else []))
