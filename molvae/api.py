@@ -414,8 +414,9 @@ class Model:
         ``"logp:window:2:3,sa:min"``, ``"mypkg.scorers:score:max"``): from random starts, or from each
         of ``seeds`` within Tanimoto ``min_similarity`` of it. Each method (``method``; default the
         population search, :data:`molvae.optimize.POPULATION_SEARCH`, or neighbourhood, gradient and
-        random around seeds) gets ``budget`` oracle calls (per seed). Returns the best molecules ranked by true score (``rank``,
-        ``smiles``, ``score``, each objective's value, the surrogate's prediction, ``similarity``, ...).
+        random around seeds) gets ``budget`` oracle calls (per seed). Returns the best molecules ranked
+        by true score (``rank``, ``smiles``, ``score``, each objective's value, the surrogate's
+        prediction, ``similarity``, ...).
 
         >>> best = molvae.load("lead").optimize("qed:max", budget=20, method="random", batch_size=10)
         >>> len(best) <= 20 and best["score"].is_monotonic_decreasing
