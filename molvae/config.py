@@ -251,8 +251,12 @@ def reference_markdown(sections: Mapping[str, type] | None = None) -> str:
         for f in dataclasses.fields(cls):
             if (section, f.name) in _NOT_CONFIGURABLE:
                 continue
-            comment = re.search(rf"^\s+{f.name}:.*?#\s*(.*)$", source, re.MULTILINE)
-            meaning = (comment.group(1) if comment else "").replace("|", "\\|")
+            # the comment beside the field and the comment lines right below it (a blank line ends it)
+            comment = re.search(rf"^\s+{f.name}:[^\n]*?#\s*([^\n]*)((?:\n[ \t]+#[^\n]*)*)", source, re.MULTILINE)
+            meaning = ""
+            if comment:
+                below = [line.strip().lstrip("#").strip() for line in comment.group(2).splitlines()]
+                meaning = " ".join([comment.group(1), *filter(None, below)]).replace("|", "\\|")
             parts.append(f"| `{f.name}` | `{toml_value(getattr(defaults, f.name))}` | {meaning} |")
         parts.append("")
     return "\n".join(parts).rstrip() + "\n"

@@ -67,3 +67,16 @@ def test_the_pages_do_not_depend_on_the_terminal(monkeypatch):
         monkeypatch.setenv("COLUMNS", columns)
         rendered.append({name: render() for name, render in PAGES.items()})
     assert rendered[0] == rendered[1]
+
+
+def test_a_key_carries_its_whole_comment_and_no_group_heading():
+    """A field's comment may go on below it; the comment lines heading the next group of fields (after a
+    blank line) belong to no key."""
+    from molvae.config import reference_markdown
+    from molvae.optimize import OptimizeConfig
+
+    table = reference_markdown({"optimize": OptimizeConfig})
+    rows = {line.split("`")[1]: line for line in table.splitlines() if line.startswith("| `")}
+    assert rows["neighbourhood_elites"].endswith("(1 = hill climbing); 0 = 16 from random starts, 1 around a seed "
+                                                 "(16 there was within noise of 1: docs/results.md) |")
+    assert rows["seed"].endswith("| seeds starts, noise, BO and extra decodes |")  # not "... surrogate (property ..."

@@ -26,18 +26,21 @@ class OptimizeConfig:
     max_rounds: int = 1000  # stop a method after this many rounds even with budget left
     max_stale_rounds: int = 25  # ... or after this many rounds in a row that scored no new molecule
     seed: int = 0  # seeds starts, noise, BO and extra decodes
+
     # surrogate (property predictor on z)
     surrogate: str = "auto"  # auto (head if it covers the objectives, else ensemble) | head | ensemble | none
     surrogate_molecules: int = 2000  # encoded molecules the ensemble is trained on
     surrogate_members: int = 5  # MLPs in the ensemble (bootstrap samples, different seeds)
     surrogate_epochs: int = 150  # training epochs per member
     surrogate_hidden: int = 128  # hidden width of each MLP
+
     # gradient ascent on the surrogate
     steps_per_round: int = 10  # normalized gradient steps between two decodes
     learning_rate: float = 0.1  # step length in latent units; starts spread it over x0.25 .. x2
     prior_weight: float = 0.05  # ascend score + prior_weight * log p(z): stay where the decoder was trained
     uncertainty_weight: float = 0.5  # ascend mean - weight * ensemble std: distrust points the members disagree on
     restart_patience: int = 3  # re-draw a start after this many rounds without a new molecule
+
     # Bayesian optimization (GP over z, trust region)
     bo_initial: int = 64  # points scored before the first GP fit (prior / around the seed); at most budget / 2
     bo_screen: int = 20  # with a surrogate: initial points are the best-predicted of this many draws each (1 = none)
@@ -50,6 +53,7 @@ class OptimizeConfig:
     bo_fit_iterations: int = 50  # L-BFGS iterations per GP fit (warm-started from the previous round)
     bo_acquisition_iterations: int = 50  # L-BFGS iterations per acquisition optimization
     bo_bound: float = 4.0  # search box: +-bound latent units around the origin (or the seed)
+
     # lead optimization
     min_similarity: float = 0.0  # Tanimoto floor (Morgan r=2) to the seed; nothing below is scored or returned
     lead_radius: float = 1.0  # random baseline and restarts: latent noise up to this radius around the seed
