@@ -220,6 +220,16 @@ def test_pmo_runner_tiny(trained_run, tmp_path):
     assert runs0.loc[0, "calls"] == len(candidates)
     assert runs0.loc[0, "auc_top10"] == pytest.approx(top_k_auc(candidates["score"].tolist(), 10, 8, 100))
 
+    done = run("pmo.py", "--compare", f"a={tmp_path / 's0'}", f"b={tmp_path / 's1'}", "--out", tmp_path / "c")
+    assert done.returncode == 0, done.stderr  # the shards as two study arms: seed 0 against seed 1
+    compared = pd.read_csv(tmp_path / "c" / "compare.csv")
+    assert sorted(zip(compared["arm"], compared["task"])) == [("a", "celecoxib_rediscovery"), ("a", "qed"),
+                                                             ("b", "celecoxib_rediscovery"), ("b", "qed")]
+    assert compared.loc[compared["arm"] == "a", "auc_top10"].sum() == pytest.approx(runs0["auc_top10"].sum())
+    assert f"| {runs0['auc_top10'].sum():.3f} |" in done.stdout and (tmp_path / "c" / "compare.png").stat().st_size
+    done = run("pmo.py", "--compare", tmp_path / "s0", "--out", tmp_path / "c")
+    assert done.returncode == 2 and "LABEL=DIR" in done.stderr and "Traceback" not in done.stderr
+
     peers = tmp_path / "peers.csv"  # a published method that beats us on qed only, and one task we did not run
     peers.write_text("task,method,auc_top10\nqed,Peer,1.0\nceleCoxib,Peer,0.0\ncelecoxib_rediscovery,Peer,0.0\n")
     done = run("pmo.py", "--merge", tmp_path / "s0", tmp_path / "s1", "--out", tmp_path / "m", "--peers", peers,

@@ -28,7 +28,8 @@ run resumes where it stopped), OUT/curves.csv (top-10 mean every 100 calls), OUT
 OUT/curves.png; prints the table. ``--peers CSV [CSV ...]`` adds other methods' columns to the table
 (CSVs of task, method, auc_top10: docs/results/pmo/peers.csv holds the published REINVENT, Graph GA,
 GP BO, Mol GA, Genetic GFN and f-RAG; another run's results.csv fits too); ``--top-molecules TASKS``
-draws the 3 best molecules of those tasks over all seeds (OUT/top_molecules.png).
+draws the 3 best molecules of those tasks over all seeds (OUT/top_molecules.png). ``--compare
+LABEL=DIR ...`` puts study arms (folders run with different settings) side by side per task and seed.
 """
 
 from __future__ import annotations
@@ -63,6 +64,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="results to put beside ours: CSVs with task, method, auc_top10 (published, or another "
                         "run's results.csv)")
     p.add_argument("--top-molecules", metavar="TASKS", help="comma-separated tasks whose 3 best molecules to draw")
+    p.add_argument("--compare", nargs="+", metavar="LABEL=DIR",
+                   help="study arms side by side: folders of this script run with any settings, per task and "
+                        "seed, into --out (compare.csv, compare.md, compare.png)")
     p.add_argument("--device", default="auto")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = default)")
     return p.parse_args(argv)
@@ -126,6 +130,8 @@ def main(argv: list[str] | None = None) -> int:
     top_tasks = parse_list(args.top_molecules, "--top-molecules") if args.top_molecules else []
     if args.merge:
         return merge(args.merge, Path(args.out), peers, top_tasks)
+    if args.compare:
+        return compare(args.compare, Path(args.out))
     from molvae.pmo import PMO_TASKS, pmo_name
 
     tasks = list(PMO_TASKS) if args.tasks == "all" else [pmo_name(t).removeprefix("pmo:")
@@ -203,6 +209,54 @@ def merge(folders: list[str], out: Path, peers=None, top_tasks: list[str] = ()) 
             raise FileNotFoundError(f"{folder}: no run.json (not a folder of this script)")
     out.mkdir(parents=True, exist_ok=True)
     return report([Path(f) for f in folders], out, peers, top_tasks)
+
+
+def compare(arms: list[str], out: Path) -> int:
+    """Study arms side by side (``LABEL=DIR``, each a folder of this script, with any settings): per arm
+    and task the AUC top-10 of every seed, their mean and the CPU minutes per run (compare.csv, a
+    markdown table with the sum over tasks for arms that ran every task, compare.md), and the curves
+    of the top-10 mean, one line per arm (compare.png)."""
+    import pandas as pd
+
+    runs, curves, budgets = [], [], []
+    for arm in arms:
+        label, sep, folder = arm.partition("=")
+        if not sep or not label or not folder:
+            raise ValueError(f"--compare {arm!r}: expected LABEL=DIR")
+        if not (Path(folder) / "runs.csv").exists():
+            raise FileNotFoundError(f"--compare {arm}: {folder} has no runs.csv (no run finished there)")
+        runs.append(pd.read_csv(Path(folder) / "runs.csv").assign(method=label))
+        curves.append(pd.read_csv(Path(folder) / "curves.csv").assign(method=label))
+        budgets.append(json.loads((Path(folder) / "run.json").read_text())["budget"])
+    labels = [arm.partition("=")[0] for arm in arms]
+    if len(set(labels)) != len(labels):
+        raise ValueError(f"--compare: a label appears twice in {' '.join(labels)}")
+    runs = pd.concat(runs, ignore_index=True).sort_values(["method", "task", "seed"], kind="stable")
+    table = (runs.groupby(["method", "task"], sort=False)
+             .agg(seeds=("seed", lambda x: "/".join(map(str, x))),
+                  auc_top10_per_seed=("auc_top10", lambda x: " / ".join(f"{v:.3f}" for v in x)),
+                  auc_top10=("auc_top10", "mean"), cpu_minutes=("cpu_seconds", lambda x: x.mean() / 60))
+             .reset_index().rename(columns={"method": "arm"}))
+    out.mkdir(parents=True, exist_ok=True)
+    table.to_csv(out / "compare.csv", index=False)
+    from molvae.pmo import PMO_TASKS
+
+    tasks = [task for task in PMO_TASKS if task in set(runs["task"])]
+    seeds = {task: "/".join(map(str, sorted(set(runs.loc[runs["task"] == task, "seed"])))) for task in tasks}
+    lines = ["| arm | " + " | ".join(f"{task} (seeds {seeds[task]})" for task in tasks) + " | sum | CPU min per run |",
+             "|---|" + "---|" * (len(tasks) + 2)]
+    for label in labels:
+        rows = table[table["arm"] == label].set_index("task")
+        cells = [f"{rows.loc[t, 'auc_top10_per_seed']} (**{rows.loc[t, 'auc_top10']:.3f}**)" if t in rows.index else ""
+                 for t in tasks]
+        total = f"{rows['auc_top10'].sum():.3f}" if len(rows) == len(tasks) else ""
+        cpu = runs.loc[runs["method"] == label, "cpu_seconds"].mean() / 60
+        lines.append(f"| {label} | " + " | ".join(cells) + f" | {total} | {cpu:.1f} |")
+    text = "\n".join(lines) + "\n"
+    (out / "compare.md").write_text(text)
+    plot_curves(pd.concat(curves, ignore_index=True), max(budgets), out / "compare.png")
+    print(text)
+    return 0
 
 
 def read_peers(paths: list[str]):
@@ -343,7 +397,11 @@ def plot_curves(curves, budget: int, path: Path) -> None:
         ax.tick_params(labelsize=7)
     for ax in list(axes.flat)[len(tasks):]:
         ax.set_visible(False)
-    axes.flat[0].legend(fontsize=7)
+    labelled = {}  # every method once, though a panel may lack some
+    for ax in axes.flat:
+        for line in ax.get_lines():
+            labelled.setdefault(line.get_label(), line)
+    axes.flat[0].legend(list(labelled.values()), list(labelled), fontsize=7)
     figure.supxlabel("oracle calls")
     figure.supylabel("top-10 mean")
     figure.tight_layout()
