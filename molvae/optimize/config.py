@@ -65,8 +65,8 @@ class OptimizeConfig:
     # scored best (a surrogate fitted online to the calls, molvae.optimize.oracle.nearest_called_prediction); 0 = all
     neighbourhood_elites: int = 0  # neighbourhood search explores around this many best molecules (1 = hill
     # climbing); 0 = 16 from random starts, 1 around a seed (16 there was within noise of 1: docs/results.md)
-    crossover: float = 0.0  # from random starts: the share of each round's explored points that are crossovers of
-    # two parents (each latent coordinate from one or the other, at random) instead of a parent's neighbours
+    encode_parents: bool = False  # from random starts: a molecule found becomes a parent at its own encoding, not at the
+    # point it was decoded from (around a seed always; docs/studies/2026-12-07-population-search-levers.md)
     floor_to_input: bool = False  # lead optimization: hold the similarity floor against each seed as written too,
     # not only against the standardized seed the model encodes (largest fragment; neutralized if its data was): JT-VAE's convention
     rewrites: int = 6  # around a seed (every method): rewrites of the parent molecule's SELFIES (the seed's, for
@@ -94,9 +94,6 @@ class OptimizeConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
                 raise ValueError(f"optimize.{name} must be a number >= 0, got {value!r}")
-        if isinstance(self.crossover, bool) or not isinstance(self.crossover, (int, float)) \
-                or not 0.0 <= self.crossover <= 1.0:
-            raise ValueError(f"optimize.crossover must be a number in [0, 1], got {self.crossover!r}")
         if not 0.0 <= self.min_similarity <= 1.0:
             raise ValueError(f"optimize.min_similarity must be in [0, 1], got {self.min_similarity!r}")
         if self.surrogate not in ("auto", "head", "ensemble", "none"):

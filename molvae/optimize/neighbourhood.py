@@ -41,16 +41,16 @@ def run_neighbourhood(oracle: Oracle, surrogate: Surrogate | None, objectives: S
     similarity floor and the rewrites' cut span to the share of rewrites that do (x1.5 above 60 %,
     x0.6 below 20 %), so few decodes are wasted below the floor. Without a seed the first round is
     prior draws, a quarter of every later round too, and the radius adapts to the share of explored
-    points that only decode to molecules already scored (x1.5 above 60 %, x0.6 below 20 %).
+    points that only decode to molecules already scored (x1.5 above 60 %, x0.6 below 20 %). With
+    ``encode_parents`` a molecule found from random starts is a parent at its own encoding too.
     """
     generator = torch.Generator(device=oracle.device).manual_seed(config.seed)
     rewrites = config.rewrites > 0 and start is not None and oracle.reference is not None
     oracle.decodes_per_point = max(oracle.decodes_per_point, 1 + config.rewrites if rewrites else 2)
     n, device = config.batch_size, oracle.device
     fresh = 0 if start is not None or n == 1 else max(1, round(_FRESH_SHARE * n))
-    crossed = 0 if start is not None else round(config.crossover * (n - fresh))
     radius = config.lead_radius / 2
-    spread = torch.logspace(-2, 1, n - fresh - crossed, base=2.0, device=device).unsqueeze(1)  # (N-F-C, 1) 0.25x .. 2x
+    spread = torch.logspace(-2, 1, n - fresh, base=2.0, device=device).unsqueeze(1)  # (N - F, 1) 0.25x .. 2x
     n_elites = config.neighbourhood_elites or (1 if start is not None else _ELITES_FROM_RANDOM_STARTS)
     oracle.rewrite_span = REWRITE_SPAN
     seed_template = oracle.reference_template() if rewrites else None
@@ -69,8 +69,9 @@ def run_neighbourhood(oracle: Oracle, surrogate: Surrogate | None, objectives: S
         outcomes = oracle.evaluate(z, step, templates=templates)
         found = [_Elite(o.score, point.detach(), None, o.smiles)
                  for point, o in zip(z, outcomes) if o.status == "new" and o.score is not None]
-        if start is not None and found:  # a sampled decode or rewrite is not what its point decodes to:
-            found = _encoded_elites(oracle, found, rewrites)  # parent each molecule at its own encoding
+        if (start is not None or config.encode_parents) and found:
+            # a sampled decode or rewrite is not what its point decodes to: parent each molecule at its own encoding
+            found = _encoded_elites(oracle, found, rewrites)
         elites = sorted(elites + found, key=lambda elite: -elite.score)[:n_elites]
         explored = outcomes[fresh:]
         if start is not None:
@@ -85,10 +86,7 @@ def run_neighbourhood(oracle: Oracle, surrogate: Surrogate | None, objectives: S
         if not parents:  # nothing scored yet from random starts: prior draws again
             z = draw_starts(n, oracle.model, None, config.lead_radius, generator, device, config.prior_spread)
             continue
-        z, chosen = _around(parents, n - fresh - crossed, radius, spread, generator)
-        if crossed:
-            z_crossed, mothers = _crossovers(parents, crossed, generator)
-            z, chosen = torch.cat([z, z_crossed]), chosen + mothers  # (N - F, Z): crossovers last
+        z, chosen = _around(parents, n - fresh, radius, spread, generator)
         if fresh:
             drawn = draw_starts(fresh, oracle.model, None, config.lead_radius, generator, device, config.prior_spread)
             z = torch.cat([drawn, z])  # (N, Z): fresh draws first
@@ -121,16 +119,6 @@ def _around(parents: list[_Elite], n: int, radius: float, spread: torch.Tensor,
     index = torch.randint(len(parents), (n,), generator=generator, device=stacked.device)  # (n,)
     points = stacked[index] + radius * spread * unit_directions(n, stacked.size(1), generator, stacked.device)
     return points, [parents[i] for i in index.tolist()]
-
-
-def _crossovers(parents: list[_Elite], n: int, generator: torch.Generator) -> tuple[torch.Tensor, list[_Elite]]:
-    """n points (n, Z), each a uniform crossover of two parents drawn at random (each coordinate from
-    one or the other with even odds; a lone parent crosses with itself); and the first parent of each."""
-    stacked = torch.stack([parent.z for parent in parents])  # (E, Z)
-    pairs = torch.randint(len(parents), (n, 2), generator=generator, device=stacked.device)  # (n, 2)
-    mask = torch.rand(n, stacked.size(1), generator=generator, device=stacked.device) < 0.5  # (n, Z)
-    points = torch.where(mask, stacked[pairs[:, 0]], stacked[pairs[:, 1]])
-    return points, [parents[i] for i in pairs[:, 0].tolist()]
 
 
 def _adapt_radius(radius: float, share: float, config: OptimizeConfig) -> float:

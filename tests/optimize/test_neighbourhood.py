@@ -40,6 +40,32 @@ def test_neighbourhood_without_a_seed_explores_around_its_best_molecules(loaded,
     assert float(torch.cdist(fresh, scored).min(dim=1).values.min()) > 1e-3  # not copies of elites
 
 
+
+
+def test_from_random_starts_parents_may_sit_at_their_own_encodings(loaded, monkeypatch):
+    """With ``encode_parents`` a molecule found from random starts is a parent at its encoding (mu),
+    not at the point it was decoded from: the next round explores within twice the radius of those."""
+    rounds = []
+    evaluate = Oracle.evaluate
+
+    def spy(self, z, step, proposer_score=None, templates=None):
+        outcomes = evaluate(self, z, step, proposer_score, templates)
+        rounds.append((self, z.clone(), outcomes))
+        return outcomes
+
+    monkeypatch.setattr(Oracle, "evaluate", spy)
+    config = optimize_config_from_dict({"budget": 40, "batch_size": 8, "lead_radius": 0.5,
+                                        "encode_parents": True}, FAST)
+    run_method(loaded, parse_objectives("qed:max"), "neighbourhood", config)
+    oracle, first_z, first_outcomes = rounds[0]
+    found = [(point, o.smiles) for point, o in zip(first_z, first_outcomes) if o.status == "new"]
+    encodings = oracle.encodings([smiles for _, smiles in found])
+    assert encodings  # the model reads some of its own molecules
+    parents = torch.stack([encodings[smiles][0] if smiles in encodings else point for point, smiles in found])
+    around = rounds[1][1][2:]  # after the 2 fresh draws
+    assert float(torch.cdist(around, parents).min(dim=1).values.max()) <= 2 * config.lead_radius / 2 + 1e-5
+    assert float(torch.cdist(parents, first_z).min(dim=1).values.max()) > 1e-3  # an encoding is not its point
+
 @pytest.mark.parametrize("beam, rewrites", [(1, 3), (4, 3), (1, 0)])
 def test_neighbourhood_search_adapts_its_radius_and_records_an_empty_neighbourhood(loaded, beam, rewrites):
     """Budget never exceeded, nothing below the floor, and a floor nothing can clear ends as a recorded
