@@ -27,7 +27,7 @@ run resumes where it stopped), OUT/curves.csv (top-10 mean every 100 calls), OUT
 (per task and method: AUC top-10 mean and std over seeds, CPU minutes per run; a sum row) and
 OUT/curves.png; prints the table. ``--peers CSV [CSV ...]`` adds other methods' columns to the table
 (CSVs of task, method, auc_top10: docs/results/pmo/peers.csv holds the published REINVENT, Graph GA,
-GP BO, Mol GA, Genetic GFN and f-RAG; another run's results.csv fits too); ``--top-molecules TASKS``
+GP BO, SELFIES-VAE BO, Mol GA, Genetic GFN and f-RAG; another run's results.csv fits too); ``--top-molecules TASKS``
 draws the 3 best molecules of those tasks over all seeds (OUT/top_molecules.png). ``--compare
 LABEL=DIR ...`` puts study arms (folders run with different settings) side by side per task and seed.
 """
@@ -218,6 +218,8 @@ def compare(arms: list[str], out: Path) -> int:
     of the top-10 mean, one line per arm (compare.png)."""
     import pandas as pd
 
+    from molvae.pmo import PMO_TASKS
+
     runs, curves, budgets = [], [], []
     for arm in arms:
         label, sep, folder = arm.partition("=")
@@ -239,8 +241,6 @@ def compare(arms: list[str], out: Path) -> int:
              .reset_index().rename(columns={"method": "arm"}))
     out.mkdir(parents=True, exist_ok=True)
     table.to_csv(out / "compare.csv", index=False)
-    from molvae.pmo import PMO_TASKS
-
     tasks = [task for task in PMO_TASKS if task in set(runs["task"])]
     seeds = {task: "/".join(map(str, sorted(set(runs.loc[runs["task"] == task, "seed"])))) for task in tasks}
     lines = ["| arm | " + " | ".join(f"{task} (seeds {seeds[task]})" for task in tasks) + " | sum | CPU min per run |",
