@@ -1,7 +1,10 @@
-"""Shared pieces of the optimization tests: a few molecules, a fast configuration, the session's
-tiny model (and one with a property head), a fitted QED ensemble, and a scripted decoder."""
+"""Shared pieces of the optimization tests: a few molecules, a fast configuration, a record of the
+oracle's rounds, the session's tiny model (and one with a property head), a fitted QED ensemble, and
+a scripted decoder."""
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import pandas as pd
 import pytest
@@ -9,7 +12,8 @@ import torch
 
 from molvae.checkpoint import load_model
 from molvae.objectives import parse_objectives
-from molvae.optimize import OptimizeConfig, build_surrogate
+from molvae.optimize import OptimizeConfig, Oracle, build_surrogate
+from molvae.optimize.oracle import PointOutcome
 
 from ..conftest import MOLECULES_CSV, tiny_config
 
@@ -23,6 +27,35 @@ SELENIUM = "C[Se]C"  # Se is not in the fixture's vocabulary: cannot be encoded
 FAST = OptimizeConfig(budget=12, batch_size=4, bo_initial=4, bo_raw_samples=16, bo_restarts=2, bo_fit_iterations=10,
                       bo_acquisition_iterations=5, steps_per_round=2, surrogate_molecules=64, surrogate_epochs=20,
                       surrogate_hidden=16, max_rounds=30, max_stale_rounds=4)
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """One round an optimizer asked the oracle to decode and score: its points and what came of them."""
+
+    oracle: Oracle
+    step: int
+    z: torch.Tensor  # (N, Z)
+    templates: list[list[int]] | None  # rewrite templates, one per point (None: plain decodes)
+    decodes_per_point: int
+    outcomes: list[PointOutcome]  # one per point
+
+
+@pytest.fixture
+def evaluations(monkeypatch) -> list[Evaluation]:
+    """Every ``Oracle.evaluate`` call of the test, in order (the calls still run)."""
+    calls = []
+    evaluate = Oracle.evaluate
+
+    def spy(self, z, step, proposer_score=None, templates=None):
+        per_point = self.decodes_per_point
+        outcomes = evaluate(self, z, step, proposer_score, templates)
+        calls.append(Evaluation(self, step, z.clone(), templates, per_point, outcomes))
+        return outcomes
+
+    monkeypatch.setattr(Oracle, "evaluate", spy)
+    return calls
+
 
 # The fixtures are built once for the whole folder, as they were once for the one module it replaces.
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from molvae.objectives import parse_objectives
-from molvae.optimize import Oracle, optimize_config_from_dict, run_method
+from molvae.optimize import optimize_config_from_dict, run_method
 
 from .conftest import FAST
 
@@ -20,7 +20,7 @@ def test_bo_acquisitions_keep_the_budget_and_are_seeded(loaded, acquisition):
     assert [c.smiles for c in again.candidates] == [c.smiles for c in result.candidates]  # seeded
 
 
-def test_bo_initial_design_is_the_surrogates_favourites(loaded, monkeypatch):
+def test_bo_initial_design_is_the_surrogates_favourites(loaded, evaluations):
     """With a surrogate, BO's initial points are the best-predicted of bo_screen times as many draws."""
 
     class FirstCoordinate:  # predicts "qed" = z[0]
@@ -29,20 +29,11 @@ def test_bo_initial_design_is_the_surrogates_favourites(loaded, monkeypatch):
         def members(self, z):
             return z[:, :1].unsqueeze(0)  # (1, N, 1)
 
-    initial = []
-    evaluate = Oracle.evaluate
-
-    def spy(self, z, step, proposer_score=None):
-        if step == 0:
-            initial.append(z.clone())
-        return evaluate(self, z, step, proposer_score)
-
-    monkeypatch.setattr(Oracle, "evaluate", spy)
     config = optimize_config_from_dict({"budget": 16, "bo_initial": 8, "bo_screen": 20}, FAST)
     run_method(loaded, parse_objectives("qed:max"), "bo", config, surrogate=FirstCoordinate())
     run_method(loaded, parse_objectives("qed:max"), "bo", optimize_config_from_dict({"bo_screen": 1}, config),
                surrogate=FirstCoordinate())
-    screened, plain = initial
+    screened, plain = [e.z for e in evaluations if e.step == 0]
     assert screened.shape == plain.shape == (8, loaded.model.config.latent_dim)
     assert float(screened[:, 0].min()) > float(plain[:, 0].median())  # the top 8 of 160 draws
     with pytest.raises(ValueError, match="bo_screen"):
