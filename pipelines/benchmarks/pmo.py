@@ -310,8 +310,7 @@ def report(folders: list[Path], out: Path, peers=None, top_tasks: list[str] = ()
     results.to_csv(out / "results.csv", index=False)
     text = markdown(results, metas[0], peers)
     (out / "results.md").write_text(text)
-    plot_curves(curves.sort_values("task", key=lambda c: c.map(order), kind="stable"), metas[0]["budget"],
-                out / "curves.png")
+    plot_curves(curves, metas[0]["budget"], out / "curves.png")
     if top_tasks:
         draw_top_molecules(folders, runs, top_tasks, out / "top_molecules.png")
     print(text)
@@ -378,13 +377,15 @@ def draw_top_molecules(folders: list[Path], runs, tasks: list[str], path: Path) 
 
 
 def plot_curves(curves, budget: int, path: Path) -> None:
-    """One panel per task: the top-10 mean against calls, mean over seeds, one line per method."""
+    """One panel per task, in PMO's order: the top-10 mean against calls, mean over seeds, one line per method."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    tasks = list(dict.fromkeys(curves["task"]))
+    from molvae.pmo import PMO_TASKS
+
+    tasks = [task for task in PMO_TASKS if task in set(curves["task"])]
     columns = min(4, len(tasks))
     rows = (len(tasks) + columns - 1) // columns
     figure, axes = plt.subplots(rows, columns, figsize=(3.2 * columns, 2.6 * rows), squeeze=False, sharex=True)
