@@ -226,7 +226,7 @@ def test_pmo_runner_tiny(trained_run, tmp_path):
     assert sorted(zip(compared["arm"], compared["task"])) == [("a", "celecoxib_rediscovery"), ("a", "qed"),
                                                              ("b", "celecoxib_rediscovery"), ("b", "qed")]
     assert compared.loc[compared["arm"] == "a", "auc_top10"].sum() == pytest.approx(runs0["auc_top10"].sum())
-    assert f"| {runs0['auc_top10'].sum():.3f} |" in done.stdout and (tmp_path / "c" / "compare.png").stat().st_size
+    assert f"| **{runs0['auc_top10'].sum():.3f}** |" in done.stdout and (tmp_path / "c" / "compare.png").stat().st_size
     done = run("pmo.py", "--compare", tmp_path / "s0", "--out", tmp_path / "c")
     assert done.returncode == 2 and "LABEL=DIR" in done.stderr and "Traceback" not in done.stderr
 

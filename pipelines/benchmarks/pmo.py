@@ -213,9 +213,9 @@ def merge(folders: list[str], out: Path, peers=None, top_tasks: list[str] = ()) 
 
 def compare(arms: list[str], out: Path) -> int:
     """Study arms side by side (``LABEL=DIR``, each a folder of this script, with any settings): per arm
-    and task the AUC top-10 of every seed, their mean and the CPU minutes per run (compare.csv, a
-    markdown table with the sum over tasks for arms that ran every task, compare.md), and the curves
-    of the top-10 mean, one line per arm (compare.png)."""
+    and task the AUC top-10 of every seed, their mean and the CPU minutes per run (compare.csv; a
+    markdown table, a row per task and a column per arm, with the sum over tasks for arms that ran
+    every task, compare.md), and the curves of the top-10 mean, one line per arm (compare.png)."""
     import pandas as pd
 
     from molvae.pmo import PMO_TASKS
@@ -242,16 +242,16 @@ def compare(arms: list[str], out: Path) -> int:
     out.mkdir(parents=True, exist_ok=True)
     table.to_csv(out / "compare.csv", index=False)
     tasks = [task for task in PMO_TASKS if task in set(runs["task"])]
-    seeds = {task: "/".join(map(str, sorted(set(runs.loc[runs["task"] == task, "seed"])))) for task in tasks}
-    lines = ["| arm | " + " | ".join(f"{task} (seeds {seeds[task]})" for task in tasks) + " | sum | CPU min per run |",
-             "|---|" + "---|" * (len(tasks) + 2)]
-    for label in labels:
-        rows = table[table["arm"] == label].set_index("task")
-        cells = [f"{rows.loc[t, 'auc_top10_per_seed']} (**{rows.loc[t, 'auc_top10']:.3f}**)" if t in rows.index else ""
-                 for t in tasks]
-        total = f"{rows['auc_top10'].sum():.3f}" if len(rows) == len(tasks) else ""
-        cpu = runs.loc[runs["method"] == label, "cpu_seconds"].mean() / 60
-        lines.append(f"| {label} | " + " | ".join(cells) + f" | {total} | {cpu:.1f} |")
+    by_arm = {label: table[table["arm"] == label].set_index("task") for label in labels}
+    lines = ["| task | " + " | ".join(labels) + " |", "|---|" + "---|" * len(labels)]
+    for task in tasks:
+        cells = [f"{rows.loc[task, 'auc_top10_per_seed']} (**{rows.loc[task, 'auc_top10']:.3f}**)"
+                 if task in rows.index else "" for rows in by_arm.values()]
+        seeds = sorted(set(runs.loc[runs["task"] == task, "seed"]))
+        lines.append(f"| {task} (seeds {'/'.join(map(str, seeds))}) | " + " | ".join(cells) + " |")
+    sums = [f"**{rows['auc_top10'].sum():.3f}**" if len(rows) == len(tasks) else "" for rows in by_arm.values()]
+    cpu = [f"{runs.loc[runs['method'] == label, 'cpu_seconds'].mean() / 60:.1f}" for label in labels]
+    lines += ["| sum | " + " | ".join(sums) + " |", "| CPU min per run | " + " | ".join(cpu) + " |"]
     text = "\n".join(lines) + "\n"
     (out / "compare.md").write_text(text)
     plot_curves(pd.concat(curves, ignore_index=True), max(budgets), out / "compare.png")
