@@ -67,6 +67,8 @@ class OptimizeConfig:
     # climbing); 0 = 16 from random starts, 1 around a seed (16 there was within noise of 1: docs/results.md)
     encode_parents: bool = False  # from random starts: a molecule found becomes a parent at its own encoding, not at the
     # point it was decoded from (around a seed always; docs/studies/2026-12-07-population-search-levers.md)
+    rewrite_parents: bool = False  # from random starts: a point's sampled decodes are rewrites of its parent's SELFIES
+    # (as around a seed), parents at their own encodings; the cut span adapts to the share of rewrites already scored
     floor_to_input: bool = False  # lead optimization: hold the similarity floor against each seed as written too,
     # not only against the standardized seed the model encodes (largest fragment; neutralized if its data was): JT-VAE's convention
     rewrites: int = 6  # around a seed (every method): rewrites of the parent molecule's SELFIES (the seed's, for
