@@ -31,8 +31,8 @@ The pieces:
 
 The modules: ``config`` (OptimizeConfig), ``surrogates``, ``oracle`` (the budget and the account of
 every decode), ``rewrites`` (rewriting a seed's SELFIES), the searches ``search`` (starts, random,
-gradient), ``bo`` and ``neighbourhood``, ``methods`` (the methods by name), ``leads``, ``results``
-and ``campaign``.
+gradient), ``bo`` and ``neighbourhood`` (with ``finetune``, weighted retraining), ``methods`` (the
+methods by name), ``leads``, ``results`` and ``campaign``.
 
 Every candidate's surrogate prediction is kept next to its true score, so the gap between the
 surrogate and the truth is reported (:func:`surrogate_gap`); results are ranked by the true score.

@@ -69,6 +69,9 @@ class OptimizeConfig:
     # point it was decoded from (around a seed always; docs/studies/2026-12-07-population-search-levers.md)
     rewrite_parents: bool = False  # from random starts: a point's sampled decodes are rewrites of its parent's SELFIES
     # (as around a seed), parents at their own encodings; the cut span adapts to the share of rewrites already scored
+    finetune_every: int = 0  # from random starts: every this many rounds, fine-tune a copy of the model on the molecules
+    # scored so far, the best weighted most (weighted retraining, molvae.optimize.finetune); parents at their encodings; 0 = off
+    finetune_steps: int = 8  # Adam steps (64 molecules each) per fine-tuning round
     floor_to_input: bool = False  # lead optimization: hold the similarity floor against each seed as written too,
     # not only against the standardized seed the model encodes (largest fragment; neutralized if its data was): JT-VAE's convention
     rewrites: int = 6  # around a seed (every method): rewrites of the parent molecule's SELFIES (the seed's, for
@@ -80,7 +83,7 @@ class OptimizeConfig:
         positive = ("budget", "batch_size", "decodes_per_point", "decode_beam", "max_rounds", "max_stale_rounds",
                     "surrogate_molecules", "surrogate_members", "surrogate_epochs", "surrogate_hidden",
                     "steps_per_round", "restart_patience", "bo_max_points", "bo_raw_samples", "bo_restarts",
-                    "bo_screen", "bo_ts_candidates",
+                    "bo_screen", "bo_ts_candidates", "finetune_steps",
                     "bo_fit_iterations", "bo_acquisition_iterations")
         for name in positive:
             value = getattr(self, name)
@@ -103,7 +106,7 @@ class OptimizeConfig:
         if isinstance(self.neighbourhood_elites, bool) or not isinstance(self.neighbourhood_elites, int) \
                 or self.neighbourhood_elites < 0:
             raise ValueError(f"optimize.neighbourhood_elites must be an integer >= 0, got {self.neighbourhood_elites!r}")
-        for name in ("screen_top", "screen_by_calls", "rewrites", "refine_steps"):
+        for name in ("screen_top", "screen_by_calls", "rewrites", "refine_steps", "finetune_every"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 raise ValueError(f"optimize.{name} must be an integer >= 0, got {value!r}")

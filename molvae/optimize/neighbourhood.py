@@ -12,6 +12,7 @@ import torch
 
 from molvae.objectives import Objective
 from molvae.optimize.config import OptimizeConfig
+from molvae.optimize.finetune import Finetuner
 from molvae.optimize.oracle import Oracle
 from molvae.optimize.rewrites import ABOVE_FLOOR, REWRITE_SPAN, adapt_rewrite_span, adapt_share
 from molvae.optimize.search import draw_starts, unit_directions
@@ -44,7 +45,9 @@ def run_neighbourhood(oracle: Oracle, surrogate: Surrogate | None, objectives: S
     points that only decode to molecules already scored (x1.5 above 60 %, x0.6 below 20 %). With
     ``encode_parents`` a molecule found from random starts is a parent at its own encoding too; with
     ``rewrite_parents`` also, and the sampled decodes are rewrites of the parent's SELFIES, their cut
-    span adapted to the share of rewrites that decode to molecules already scored.
+    span adapted to the share of rewrites that decode to molecules already scored. With
+    ``finetune_every`` the model is fine-tuned every that many rounds on the molecules scored so far
+    (:class:`molvae.optimize.finetune.Finetuner`) and the parents move to their new encodings.
     """
     generator = torch.Generator(device=oracle.device).manual_seed(config.seed)
     seed_rewrites = config.rewrites > 0 and start is not None and oracle.reference is not None
@@ -57,6 +60,8 @@ def run_neighbourhood(oracle: Oracle, surrogate: Surrogate | None, objectives: S
     n_elites = config.neighbourhood_elites or (1 if start is not None else _ELITES_FROM_RANDOM_STARTS)
     oracle.rewrite_span = REWRITE_SPAN
     seed_template = oracle.reference_template() if seed_rewrites else None
+    finetuner = Finetuner(oracle, config.finetune_steps, config.seed) if start is None and config.finetune_every else None
+    encode_parents = start is not None or config.encode_parents or rewrites or finetuner is not None
     elites: list[_Elite] = []  # the best new molecules, best first
     seed_point = [_Elite(math.nan, start.detach().to(device), seed_template, oracle.reference)] if start is not None else []
     if start is None:
@@ -72,10 +77,13 @@ def run_neighbourhood(oracle: Oracle, surrogate: Surrogate | None, objectives: S
         outcomes = oracle.evaluate(z, step, templates=templates)
         found = [_Elite(o.score, point.detach(), None, o.smiles)
                  for point, o in zip(z, outcomes) if o.status == "new" and o.score is not None]
-        if (start is not None or config.encode_parents or rewrites) and found:
+        if encode_parents and found:
             # a sampled decode or rewrite is not what its point decodes to: parent each molecule at its own encoding
             found = _encoded_elites(oracle, found, rewrites)
         elites = sorted(elites + found, key=lambda elite: -elite.score)[:n_elites]
+        if finetuner is not None and step % config.finetune_every == 0:
+            finetuner.step()
+            elites = _encoded_elites(oracle, elites, rewrites)
         explored = outcomes[fresh:]
         if start is not None:
             passed = sum(o.status in ABOVE_FLOOR for o in explored) / len(explored)

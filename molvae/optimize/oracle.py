@@ -238,6 +238,10 @@ class Oracle:
             self._encodings.update((new[position], None) for position, _, _ in encoded.rejected)
         return {s: self._encodings[s] for s in smiles if self._encodings[s] is not None}
 
+    def forget_encodings(self) -> None:
+        """Drop the encodings :meth:`encodings` kept (the model changed: :mod:`molvae.optimize.finetune`)."""
+        self._encodings.clear()
+
     def reference_template(self) -> list[int] | None:
         """The reference molecule's SELFIES symbol ids, the template of rewrites around it (None
         without a reference, or when the model cannot read it)."""
