@@ -12,8 +12,7 @@ from collections.abc import Sequence
 import torch
 
 from molvae.model import vae_loss
-from molvae.optimize.oracle import Oracle
-from molvae.vocab import BOS_ID, EOS_ID, PAD_ID
+from molvae.optimize.oracle import Oracle, padded_tokens
 
 log = logging.getLogger(__name__)
 
@@ -51,30 +50,23 @@ class Finetuner:
 
     def step(self) -> None:
         """One round of fine-tuning on the molecules scored so far (nothing before 2 are)."""
-        scored = [c for c in self.oracle.candidates if c.score is not None]
-        readable = self.oracle.encodings([c.smiles for c in scored])
-        scored = [c for c in scored if c.smiles in readable]
+        scored = [c.smiles for c in self.oracle.candidates if c.score is not None]
         if len(scored) < 2:
             return
-        weights = rank_weights([c.score for c in scored])
-        model, device = self.oracle.model, self.oracle.device
+        weights = rank_weights([c.score for c in self.oracle.candidates if c.score is not None])
+        model = self.oracle.model
         model.train()
         for _ in range(self.steps):
             drawn = torch.multinomial(weights, FINETUNE_BATCH, replacement=True, generator=self.generator)  # (B,)
-            tokens, lengths = _padded([readable[scored[i].smiles][1] for i in drawn.tolist()], device)
+            drawn_smiles = [scored[i] for i in drawn.tolist()]
+            symbols = self.oracle.symbols(drawn_smiles)
+            if not symbols:
+                continue
+            tokens, lengths = padded_tokens([symbols[s] for s in drawn_smiles if s in symbols], self.oracle.device)
             with torch.enable_grad():
                 loss = vae_loss(model(tokens, lengths), tokens, FINETUNE_KL_WEIGHT).loss
                 self.optimizer.zero_grad(set_to_none=True)
                 loss.backward()
             self.optimizer.step()
         model.eval()
-        self.oracle.forget_encodings()
-
-
-def _padded(templates: Sequence[Sequence[int]], device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    """Token ids (B, T) BOS ... EOS then PAD, and lengths (B,), for SELFIES symbol ids without BOS/EOS."""
-    lengths = torch.tensor([len(t) + 2 for t in templates])  # (B,)
-    tokens = torch.full((len(templates), int(lengths.max())), PAD_ID, dtype=torch.long)
-    for row, template in enumerate(templates):
-        tokens[row, : len(template) + 2] = torch.tensor([BOS_ID, *template, EOS_ID], dtype=torch.long)
-    return tokens.to(device), lengths.to(device)
+        self.oracle.model_changed()

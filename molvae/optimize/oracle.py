@@ -19,11 +19,21 @@ from molvae.model import MolVAE
 from molvae.objectives import Filters, Objective, score_smiles
 from molvae.optimize.surrogates import Surrogate, surrogate_score
 from molvae.sample import decode_beams, encode_smiles, rewrite_tokens
+from molvae.vocab import BOS_ID, EOS_ID, PAD_ID
 
 log = logging.getLogger(__name__)
 
 
 # --- the oracle -----------------------------------------------------------------------------
+
+def padded_tokens(symbols: Sequence[Sequence[int]], device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Token ids (B, T), BOS ... EOS then PAD, and lengths (B,) for SELFIES symbol ids without BOS/EOS."""
+    lengths = torch.tensor([len(ids) + 2 for ids in symbols])  # (B,)
+    tokens = torch.full((len(symbols), int(lengths.max())), PAD_ID, dtype=torch.long)
+    for row, ids in enumerate(symbols):
+        tokens[row, : len(ids) + 2] = torch.tensor([BOS_ID, *ids, EOS_ID], dtype=torch.long)
+    return tokens.to(device), lengths.to(device)
+
 
 SCREEN_BY_CALLS_AFTER = 100  # calls scored before screen_by_calls starts ranking (the first ones are all scored)
 _NEIGHBOURS = 8  # nearest scored molecules averaged by nearest_called_prediction
@@ -156,7 +166,8 @@ class Oracle:
         self._cache: dict[str, float | None] = dict(known or {})
         self._similarities: dict[str, float] = {}  # SMILES -> similarity to the reference
         self._decoded: dict[str, tuple[str | None, bool]] = {}  # SELFIES -> (canonical SMILES, is_canonical)
-        self._encodings: dict[str, tuple[torch.Tensor, list[int]] | None] = {}  # SMILES -> (mu, ids); None: unreadable
+        self._symbols: dict[str, list[int] | None] = {}  # SMILES -> SELFIES symbol ids; None: the model cannot read it
+        self._mu: dict[str, torch.Tensor] = {}  # SMILES -> encoder mean (Z,) by the current model
         self._generator = torch.Generator(device=loaded.device).manual_seed(seed)
         self._called_fps: list[Any] = []  # fingerprints of the molecules scored so far, in call order
         self._called_scores: list[float] = []  # and their scores (a filtered molecule counts as 0)
@@ -225,22 +236,33 @@ class Oracle:
         self._decoded.update(zip(new, read))
         return [self._decoded[s] for s in selfies]
 
-    def encodings(self, smiles: Sequence[str]) -> dict[str, tuple[torch.Tensor, list[int]]]:
-        """Each molecule's encoding (mu, (Z,)) and SELFIES symbol ids (no BOS/EOS, a template for
-        rewrites), for those the model can read; encoded once per oracle (the screen and the search's
-        parents ask for the same molecules)."""
-        new = list(dict.fromkeys(s for s in smiles if s not in self._encodings))
+    def symbols(self, smiles: Sequence[str]) -> dict[str, list[int]]:
+        """Each molecule's SELFIES symbol ids (no BOS/EOS, a template for rewrites), for those the
+        model can read; standardized and encoded once per oracle (:meth:`encodings`)."""
+        new = list(dict.fromkeys(s for s in smiles if s not in self._symbols))
         if new:
             encoded = encode_smiles(self.loaded, new)
             for row, position in enumerate(encoded.index):
-                ids = self.loaded.vocab.encode(encoded.selfies[row])[1:-1]
-                self._encodings[new[position]] = (encoded.mu[row].to(self.device), ids)
-            self._encodings.update((new[position], None) for position, _, _ in encoded.rejected)
-        return {s: self._encodings[s] for s in smiles if self._encodings[s] is not None}
+                self._symbols[new[position]] = self.loaded.vocab.encode(encoded.selfies[row])[1:-1]
+                self._mu[new[position]] = encoded.mu[row].to(self.device)
+            self._symbols.update((new[position], None) for position, _, _ in encoded.rejected)
+        return {s: self._symbols[s] for s in smiles if self._symbols[s] is not None}
 
-    def forget_encodings(self) -> None:
-        """Drop the encodings :meth:`encodings` kept (the model changed: :mod:`molvae.optimize.finetune`)."""
-        self._encodings.clear()
+    def encodings(self, smiles: Sequence[str]) -> dict[str, tuple[torch.Tensor, list[int]]]:
+        """Each molecule's encoding (mu, (Z,)) and SELFIES symbol ids, for those the model can read;
+        encoded once per oracle (the screen and the search's parents ask for the same molecules) and
+        again, from the ids, after :meth:`model_changed`."""
+        symbols = self.symbols(smiles)
+        stale = [s for s in symbols if s not in self._mu]
+        if stale:
+            with torch.no_grad():
+                mu, _ = self.model.encode(*padded_tokens([symbols[s] for s in stale], self.device))
+            self._mu.update(zip(stale, mu.float()))
+        return {s: (self._mu[s], ids) for s, ids in symbols.items()}
+
+    def model_changed(self) -> None:
+        """Forget the encodings :meth:`encodings` kept, not the SELFIES (:mod:`molvae.optimize.finetune`)."""
+        self._mu.clear()
 
     def reference_template(self) -> list[int] | None:
         """The reference molecule's SELFIES symbol ids, the template of rewrites around it (None

@@ -8,7 +8,8 @@ import torch
 from molvae.model import vae_loss
 from molvae.objectives import parse_objectives
 from molvae.optimize import optimize_config_from_dict, run_method
-from molvae.optimize.finetune import _padded, rank_weights
+from molvae.optimize.finetune import rank_weights
+from molvae.optimize.oracle import padded_tokens
 
 from .conftest import FAST
 
@@ -34,7 +35,7 @@ def test_finetuning_fits_a_copy_to_the_best_molecules_and_moves_the_parents(load
 
     best = max((c for c in result.candidates if c.score is not None), key=lambda c: c.score)
     ids = oracle.encodings([best.smiles])[best.smiles][1]
-    tokens, lengths = _padded([ids], oracle.device)
+    tokens, lengths = padded_tokens([ids], oracle.device)
     with torch.no_grad():
         nll = [float(vae_loss(model(tokens, lengths, sample_z=False), tokens, 0.0).reconstruction[0])
                for model in (loaded.model, tuned)]

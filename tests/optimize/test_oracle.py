@@ -11,7 +11,7 @@ from molvae.objectives import Filters, parse_objectives
 from molvae.optimize import OptimizeConfig, Oracle
 
 from ..conftest import ETHANOL
-from .conftest import BENZENE, CATECHOL, PHENOL, TOLUENE, ScriptedDecoder, points
+from .conftest import BENZENE, CATECHOL, PHENOL, SELENIUM, TOLUENE, ScriptedDecoder, points
 
 
 def test_oracle_counts_calls_duplicates_invalid_and_keeps_a_cache(loaded, monkeypatch):
@@ -137,3 +137,17 @@ def test_screening_by_calls_scores_the_molecules_whose_scored_neighbours_scored_
     assert all(min(called) - 1e-12 <= p <= max(called) + 1e-12 for p in predicted)  # a weighted mean of scores
     with pytest.raises(ValueError, match="screen_by_calls"):
         OptimizeConfig(screen_by_calls=-1)
+
+
+def test_oracle_encodings_after_the_model_changed_come_from_the_kept_selfies(loaded):
+    """After ``model_changed`` the encodings are recomputed from the SELFIES kept (no standardizing
+    again): with the model unchanged, the same means as the first encoding up to float rounding
+    across batch shapes; a molecule the model cannot read stays out."""
+    oracle = Oracle(loaded, parse_objectives("qed:max"), budget=10)
+    first = oracle.encodings([PHENOL, TOLUENE, SELENIUM, PHENOL])
+    assert list(first) == [PHENOL, TOLUENE] and oracle.symbols([SELENIUM]) == {}
+    oracle.model_changed()
+    again = oracle.encodings([TOLUENE, PHENOL])
+    for smiles in (PHENOL, TOLUENE):
+        assert again[smiles][1] == first[smiles][1]
+        torch.testing.assert_close(again[smiles][0], first[smiles][0], rtol=1e-4, atol=1e-5)
