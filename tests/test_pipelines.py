@@ -227,8 +227,13 @@ def test_pmo_runner_tiny(trained_run, tmp_path):
                                                              ("b", "celecoxib_rediscovery"), ("b", "qed")]
     assert compared.loc[compared["arm"] == "a", "auc_top10"].sum() == pytest.approx(runs0["auc_top10"].sum())
     assert f"| **{runs0['auc_top10'].sum():.3f}** |" in done.stdout and (tmp_path / "c" / "compare.png").stat().st_size
-    done = run("pmo.py", "--compare", tmp_path / "s0", "--out", tmp_path / "c")
-    assert done.returncode == 2 and "LABEL=DIR" in done.stderr and "Traceback" not in done.stderr
+    done = run("pmo.py", "--compare", f"both={tmp_path / 's0'},{tmp_path / 's1'}", "--out", tmp_path / "c")
+    assert done.returncode == 0, done.stderr  # one arm run in two folders: both seeds of each task
+    assert set(pd.read_csv(tmp_path / "c" / "compare.csv")["seeds"]) == {"0/1"}
+    for arms in ([tmp_path / "s0"], [f"a={tmp_path / 's0'},{tmp_path / 's0'}"]):
+        done = run("pmo.py", "--compare", *arms, "--out", tmp_path / "c")
+        assert done.returncode == 2 and ("LABEL=DIR" in done.stderr or "two folders" in done.stderr)
+        assert "Traceback" not in done.stderr
 
     peers = tmp_path / "peers.csv"  # a published method that beats us on qed only, and one task we did not run
     peers.write_text("task,method,auc_top10\nqed,Peer,1.0\nceleCoxib,Peer,0.0\ncelecoxib_rediscovery,Peer,0.0\n")

@@ -65,8 +65,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         "run's results.csv)")
     p.add_argument("--top-molecules", metavar="TASKS", help="comma-separated tasks whose 3 best molecules to draw")
     p.add_argument("--compare", nargs="+", metavar="LABEL=DIR",
-                   help="study arms side by side: folders of this script run with any settings, per task and "
-                        "seed, into --out (compare.csv, compare.md, compare.png)")
+                   help="study arms side by side: folders of this script run with any settings (DIR,DIR,... for "
+                        "an arm run in several), per task and seed, into --out (compare.csv, compare.md, compare.png)")
     p.add_argument("--device", default="auto")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = default)")
     return p.parse_args(argv)
@@ -212,7 +212,8 @@ def merge(folders: list[str], out: Path, peers=None, top_tasks: list[str] = ()) 
 
 
 def compare(arms: list[str], out: Path) -> int:
-    """Study arms side by side (``LABEL=DIR``, each a folder of this script, with any settings): per arm
+    """Study arms side by side (``LABEL=DIR``, a folder of this script run with any settings, or
+    ``LABEL=DIR,DIR,...`` for an arm run in several): per arm
     and task the AUC top-10 of every seed, their mean and the CPU minutes per run (compare.csv; a
     markdown table, a row per task and a column per arm, with the sum over tasks for arms that ran
     every task, compare.md), and the curves of the top-10 mean, one line per arm (compare.png)."""
@@ -222,18 +223,23 @@ def compare(arms: list[str], out: Path) -> int:
 
     runs, curves, budgets = [], [], []
     for arm in arms:
-        label, sep, folder = arm.partition("=")
-        if not sep or not label or not folder:
-            raise ValueError(f"--compare {arm!r}: expected LABEL=DIR")
-        if not (Path(folder) / "runs.csv").exists():
-            raise FileNotFoundError(f"--compare {arm}: {folder} has no runs.csv (no run finished there)")
-        runs.append(pd.read_csv(Path(folder) / "runs.csv").assign(method=label))
-        curves.append(pd.read_csv(Path(folder) / "curves.csv").assign(method=label))
-        budgets.append(json.loads((Path(folder) / "run.json").read_text())["budget"])
+        label, sep, folders = arm.partition("=")
+        if not sep or not label or not folders:
+            raise ValueError(f"--compare {arm!r}: expected LABEL=DIR or LABEL=DIR,DIR,...")
+        for folder in folders.split(","):
+            if not (Path(folder) / "runs.csv").exists():
+                raise FileNotFoundError(f"--compare {arm}: {folder} has no runs.csv (no run finished there)")
+            runs.append(pd.read_csv(Path(folder) / "runs.csv").assign(method=label))
+            curves.append(pd.read_csv(Path(folder) / "curves.csv").assign(method=label))
+            budgets.append(json.loads((Path(folder) / "run.json").read_text())["budget"])
     labels = [arm.partition("=")[0] for arm in arms]
     if len(set(labels)) != len(labels):
         raise ValueError(f"--compare: a label appears twice in {' '.join(labels)}")
     runs = pd.concat(runs, ignore_index=True).sort_values(["method", "task", "seed"], kind="stable")
+    twice = runs[runs.duplicated(["method", "task", "seed"])]
+    if len(twice):
+        first = twice.iloc[0]
+        raise ValueError(f"--compare: arm {first['method']!r} has {first['task']} seed {first['seed']} in two folders")
     table = (runs.groupby(["method", "task"], sort=False)
              .agg(seeds=("seed", lambda x: "/".join(map(str, x))),
                   auc_top10_per_seed=("auc_top10", lambda x: " / ".join(f"{v:.3f}" for v in x)),
