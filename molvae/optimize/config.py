@@ -67,8 +67,6 @@ class OptimizeConfig:
     # climbing); 0 = 16 from random starts, 1 around a seed (16 there was within noise of 1: docs/results.md)
     encode_parents: bool = False  # from random starts: a molecule found becomes a parent at its own encoding, not at the
     # point it was decoded from (around a seed always; docs/studies/2026-12-07-population-search-levers.md)
-    rewrite_parents: bool = False  # from random starts: a point's sampled decodes are rewrites of its parent's SELFIES
-    # (as around a seed), parents at their own encodings; the cut span adapts to the share of rewrites already scored
     finetune_every: int = 0  # from random starts: every this many rounds, fine-tune a copy of the model on the molecules
     # scored so far, the best weighted most (weighted retraining, molvae.optimize.finetune); parents at their encodings; 0 = off
     finetune_steps: int = 8  # Adam steps (64 molecules each) per fine-tuning round

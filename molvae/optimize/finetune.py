@@ -70,3 +70,4 @@ class Finetuner:
             self.optimizer.step()
         model.eval()
         self.oracle.model_changed()
+        log.debug("fine-tuned %d steps on %d scored molecules", self.steps, len(scored))

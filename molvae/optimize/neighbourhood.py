@@ -43,37 +43,34 @@ def run_neighbourhood(oracle: Oracle, surrogate: Surrogate | None, objectives: S
     x0.6 below 20 %), so few decodes are wasted below the floor. Without a seed the first round is
     prior draws, a quarter of every later round too, and the radius adapts to the share of explored
     points that only decode to molecules already scored (x1.5 above 60 %, x0.6 below 20 %). With
-    ``encode_parents`` a molecule found from random starts is a parent at its own encoding too; with
-    ``rewrite_parents`` also, and the sampled decodes are rewrites of the parent's SELFIES, their cut
-    span adapted to the share of rewrites that decode to molecules already scored. With
+    ``encode_parents`` a molecule found from random starts is a parent at its own encoding too. With
     ``finetune_every`` the model is fine-tuned every that many rounds on the molecules scored so far
     (:class:`molvae.optimize.finetune.Finetuner`) and the parents move to their new encodings.
     """
     generator = torch.Generator(device=oracle.device).manual_seed(config.seed)
-    seed_rewrites = config.rewrites > 0 and start is not None and oracle.reference is not None
-    rewrites = seed_rewrites or (start is None and config.rewrite_parents)
-    oracle.decodes_per_point = max(oracle.decodes_per_point, 1 + config.rewrites if seed_rewrites else 2)
+    rewrites = config.rewrites > 0 and start is not None and oracle.reference is not None
+    oracle.decodes_per_point = max(oracle.decodes_per_point, 1 + config.rewrites if rewrites else 2)
     n, device = config.batch_size, oracle.device
     fresh = 0 if start is not None or n == 1 else max(1, round(_FRESH_SHARE * n))
     radius = config.lead_radius / 2
     spread = torch.logspace(-2, 1, n - fresh, base=2.0, device=device).unsqueeze(1)  # (N - F, 1) 0.25x .. 2x
     n_elites = config.neighbourhood_elites or (1 if start is not None else _ELITES_FROM_RANDOM_STARTS)
     oracle.rewrite_span = REWRITE_SPAN
-    seed_template = oracle.reference_template() if seed_rewrites else None
+    seed_template = oracle.reference_template() if rewrites else None
     finetuner = Finetuner(oracle, config.finetune_steps, config.seed) if start is None and config.finetune_every else None
-    encode_parents = start is not None or config.encode_parents or rewrites or finetuner is not None
+    encode_parents = start is not None or config.encode_parents or finetuner is not None
     elites: list[_Elite] = []  # the best new molecules, best first
     seed_point = [_Elite(math.nan, start.detach().to(device), seed_template, oracle.reference)] if start is not None else []
     if start is None:
         z = draw_starts(n, oracle.model, None, config.lead_radius, generator, device, config.prior_spread)
-        chosen: list[_Elite | None] = [None] * n  # each point's parent (None: a draw from the prior)
+        chosen: list[_Elite] = []
     else:
         z, chosen = _around(seed_point, n, radius, spread, generator)  # (N, Z)
     for step in range(1, config.max_rounds + 1):
         if oracle.should_stop(config.max_stale_rounds):
             break
         # a parent without a template (a symbol the model lacks) gets an empty one: a plain sampled decode
-        templates = [elite.template or [] if elite else None for elite in chosen] if rewrites else None
+        templates = [elite.template or [] for elite in chosen] if rewrites else None
         outcomes = oracle.evaluate(z, step, templates=templates)
         found = [_Elite(o.score, point.detach(), None, o.smiles)
                  for point, o in zip(z, outcomes) if o.status == "new" and o.score is not None]
@@ -93,8 +90,6 @@ def run_neighbourhood(oracle: Oracle, surrogate: Surrogate | None, objectives: S
         elif step > 1:
             repeated = sum(o.status == "duplicate" for o in explored) / len(explored)
             radius = _adapt_radius(radius, repeated, config)
-            if rewrites:
-                adapt_rewrite_span(oracle, explored, bolder=("duplicate",))
         parents = elites + seed_point  # around a seed, keep exploring the seed's own neighbourhood too
         if not parents:  # nothing scored yet from random starts: prior draws again
             z = draw_starts(n, oracle.model, None, config.lead_radius, generator, device, config.prior_spread)
@@ -102,7 +97,7 @@ def run_neighbourhood(oracle: Oracle, surrogate: Surrogate | None, objectives: S
         z, chosen = _around(parents, n - fresh, radius, spread, generator)
         if fresh:
             drawn = draw_starts(fresh, oracle.model, None, config.lead_radius, generator, device, config.prior_spread)
-            z, chosen = torch.cat([drawn, z]), [None] * fresh + chosen  # (N, Z): fresh draws first
+            z = torch.cat([drawn, z])  # (N, Z): fresh draws first
 
 
 @dataclass(frozen=True)

@@ -19,12 +19,11 @@ REWRITE_SPAN = 0.5  # rewrites first cut within the template's last half; adapte
 ABOVE_FLOOR = ("new", "duplicate", "filtered", "unscored", "screened")  # decode statuses of molecules at or above the floor
 
 
-def adapt_rewrite_span(oracle: Oracle, outcomes: Sequence[PointOutcome], bolder: Sequence[str] = ABOVE_FLOOR) -> None:
-    """The share of rewrites (each point's sampled decodes) with a status in ``bolder`` (around a
-    seed: at or above the floor; from random starts: already scored) sets how much they change: the
-    cut span grows above 60 % and shrinks below 20 %."""
+def adapt_rewrite_span(oracle: Oracle, outcomes: Sequence[PointOutcome]) -> None:
+    """The share of rewrites (each point's sampled decodes) at or above the floor sets how much
+    they change: the cut span grows above 60 % and shrinks below 20 %."""
     written = [s for o in outcomes for s in o.statuses[-(oracle.decodes_per_point - 1):]]
-    share = sum(s in bolder for s in written) / max(len(written), 1)
+    share = sum(s in ABOVE_FLOOR for s in written) / max(len(written), 1)
     oracle.rewrite_span = adapt_share(oracle.rewrite_span, share, 0.05, 1.0)
 
 

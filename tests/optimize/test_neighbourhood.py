@@ -47,23 +47,6 @@ def test_from_random_starts_parents_may_sit_at_their_own_encodings(loaded, evalu
     assert float(torch.cdist(parents, first.z).min(dim=1).values.max()) > 1e-3  # an encoding is not its point
 
 
-def test_from_random_starts_parents_may_be_rewritten(loaded, evaluations):
-    """With ``rewrite_parents`` the sampled decodes from random starts are rewrites: prior draws have
-    no template, an explored point its parent's SELFIES (a molecule scored in an earlier round)."""
-    config = optimize_config_from_dict({"budget": 40, "batch_size": 8, "lead_radius": 0.5,
-                                        "rewrite_parents": True}, FAST)
-    result = run_method(loaded, parse_objectives("qed:max"), "neighbourhood", config)
-    assert evaluations[0].templates == [None] * 8 and len(evaluations) > 1
-    for before, evaluation in zip(evaluations, evaluations[1:]):
-        scored = {c.smiles for c in result.candidates if c.step <= before.step}
-        encodings = evaluation.oracle.encodings(sorted(scored))
-        allowed = {tuple(ids) for _, ids in encodings.values()} | {()}  # () a parent the model cannot read
-        assert evaluation.templates[:2] == [None, None]  # the fresh prior draws
-        assert {tuple(t) for t in evaluation.templates[2:]} <= allowed
-    assert any(t for evaluation in evaluations[1:] for t in evaluation.templates[2:])  # some rewrites
-    assert result.stats.calls <= 40
-
-
 @pytest.mark.parametrize("beam, rewrites", [(1, 3), (4, 3), (1, 0)])
 def test_neighbourhood_search_adapts_its_radius_and_records_an_empty_neighbourhood(loaded, beam, rewrites):
     """Budget never exceeded, nothing below the floor, and a floor nothing can clear ends as a recorded
