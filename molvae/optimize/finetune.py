@@ -46,7 +46,8 @@ class Finetuner:
         self.oracle = oracle
         self.steps = steps
         self.optimizer = torch.optim.Adam(oracle.model.parameters(), lr=FINETUNE_LEARNING_RATE)
-        self.generator = torch.Generator().manual_seed(seed)
+        self.generator = torch.Generator().manual_seed(seed)  # which molecules each step draws
+        self.noise = torch.Generator(device=oracle.device).manual_seed(seed)  # the posterior samples z ~ q(z | x)
 
     def step(self) -> None:
         """One round of fine-tuning on the molecules scored so far (nothing before 2 are)."""
@@ -64,7 +65,7 @@ class Finetuner:
                 continue
             tokens, lengths = padded_tokens([symbols[s] for s in drawn_smiles if s in symbols], self.oracle.device)
             with torch.enable_grad():
-                loss = vae_loss(model(tokens, lengths), tokens, FINETUNE_KL_WEIGHT).loss
+                loss = vae_loss(model(tokens, lengths, generator=self.noise), tokens, FINETUNE_KL_WEIGHT).loss
                 self.optimizer.zero_grad(set_to_none=True)
                 loss.backward()
             self.optimizer.step()
