@@ -51,15 +51,15 @@ class Finetuner:
 
     def step(self) -> None:
         """One round of fine-tuning on the molecules scored so far (nothing before 2 are)."""
-        scored = [c.smiles for c in self.oracle.candidates if c.score is not None]
+        scored = [c for c in self.oracle.candidates if c.score is not None]
         if len(scored) < 2:
             return
-        weights = rank_weights([c.score for c in self.oracle.candidates if c.score is not None])
+        weights = rank_weights([c.score for c in scored])
         model = self.oracle.model
         model.train()
         for _ in range(self.steps):
             drawn = torch.multinomial(weights, FINETUNE_BATCH, replacement=True, generator=self.generator)  # (B,)
-            drawn_smiles = [scored[i] for i in drawn.tolist()]
+            drawn_smiles = [scored[i].smiles for i in drawn.tolist()]
             symbols = self.oracle.symbols(drawn_smiles)
             if not symbols:
                 continue
