@@ -37,7 +37,6 @@ BAD_INPUT = {
     "make_pmo_fixture.py": ["--tdc037", "no/such", "--out", "{tmp}/o.csv"],
     "moses_vae_throughput.py": ["--data", "no/such.csv"],
     "pmo.py": ["--model", "no/such/model.pt", "--out", "{tmp}/o", "--tasks", "qed", "--seeds", "0"],
-    "pmo_qed_auc.py": ["--model", "no/such/model.pt", "--out", "{tmp}/o"],
     "posterior_samples.py": ["--model", "no/such/model.pt", "--data", str(MOLECULES_CSV), "--out", "{tmp}/o.csv"],
     "prepare_memory.py": ["no/such.csv"],
     "record_ring_sizes.py": ["--model", "no/such/model.pt", "--data", str(MOLECULES_CSV), "--out", "{tmp}/o.pt"],
@@ -110,14 +109,6 @@ def test_benchmarks_tiny(trained_run, tmp_path):
     assert "MolDQN" in (tmp_path / "m" / "results.md").read_text()
     done = run("constrained_benchmark.py", "--merge", tmp_path / "s0", tmp_path / "nothing", "--out", tmp_path / "x")
     assert done.returncode != 0 and "nothing" in done.stderr and "Traceback" not in done.stderr
-    done = run("pmo_qed_auc.py", "--model", model, "--out", tmp_path / "p", "--budget", 8, "--batch-size", 4,
-               "--methods", "random", "--device", "cpu", "--spread", 1.5, "--set", "canonical_decodes=true")
-    assert done.returncode == 0, done.stderr
-    meta = json.loads((tmp_path / "p" / "results.json").read_text())
-    assert meta["settings"]["prior_spread"] == 1.5 and meta["settings"]["canonical_decodes"] is True
-    assert all(row["calls"] <= 8 for row in meta["results"])
-    done = run("pmo_qed_auc.py", "--model", model, "--out", tmp_path / "q", "--spread", 0, "--device", "cpu")
-    assert done.returncode == 2 and "--spread" in done.stderr and "Traceback" not in done.stderr
 
 
 def test_spread_curve_tiny(trained_run, tmp_path):
@@ -207,10 +198,13 @@ def test_pmo_runner_tiny(trained_run, tmp_path):
 
     model = trained_run.out_dir / "model.pt"
     common = ["--model", model, "--tasks", "qed,pmo:celecoxib_rediscovery", "--methods", "random", "--seeds", "0,1",
-              "--budget", 8, "--batch-size", 4, "--device", "cpu", "--threads", 1]
+              "--budget", 8, "--batch-size", 4, "--device", "cpu", "--threads", 1, "--spread", 1.5,
+              "--set", "decodes_per_point=2"]
     for shard in (0, 1):
         done = run("pmo.py", *common, "--out", tmp_path / f"s{shard}", "--shard", f"{shard}/2")
         assert done.returncode == 0, done.stderr
+    settings = json.loads((tmp_path / "s0" / "run.json").read_text())["settings"]
+    assert settings["prior_spread"] == 1.5 and settings["decodes_per_point"] == 2 and settings["budget"] == 8
     runs0 = pd.read_csv(tmp_path / "s0" / "runs.csv")
     assert list(zip(runs0["task"], runs0["seed"])) == [("qed", 0), ("celecoxib_rediscovery", 0)]
     again = run("pmo.py", *common, "--out", tmp_path / "s0", "--shard", "0/2")  # resumes: nothing left to run
@@ -257,6 +251,6 @@ def test_pmo_runner_tiny(trained_run, tmp_path):
     done = run("pmo.py", "--merge", tmp_path / "s0", tmp_path / "s0", "--out", tmp_path / "x")
     assert done.returncode == 2 and "two of the folders" in done.stderr and "Traceback" not in done.stderr
     for bad, message in ((["--tasks", "drd2"], "classifiers"), (["--methods", "gradient"], "outside PMO's budget"),
-                         (["--shard", "2/2"], "--shard")):
+                         (["--shard", "2/2"], "--shard"), (["--spread", "-1"], "prior_spread")):
         done = run("pmo.py", *common, "--out", tmp_path / "bad", *bad)
         assert done.returncode == 2 and message in done.stderr and "Traceback" not in done.stderr
