@@ -58,43 +58,51 @@ def generate_tokens(loaded: LoadedModel, z: torch.Tensor, temperature: float | t
     write right after its prefix (-1: none), so a rewrite of a known string starts with a change.
     """
     model = loaded.model
-    batch = z.size(0)
-    hidden = model.initial_hidden(z)  # (L, B, H)
-    token = torch.full((batch,), BOS_ID, dtype=torch.long, device=z.device)  # (B,)
-    finished = torch.zeros(batch, dtype=torch.bool, device=z.device)  # (B,)
-    banned = torch.tensor([PAD_ID, BOS_ID, UNK_ID], device=z.device)
-    rows = torch.arange(batch, device=z.device)
-    per_row = isinstance(temperature, torch.Tensor)
-    if per_row:
-        temperature = temperature.to(z.device, torch.float32)
+    batch, device = z.size(0), z.device
+    steps = loaded.max_length - 1
+    out = torch.full((batch, steps), PAD_ID, dtype=torch.long, device=device)  # (B, T)
+    banned = torch.tensor([PAD_ID, BOS_ID, UNK_ID], device=device)
+    sampled = isinstance(temperature, torch.Tensor) or temperature != 0
+    if isinstance(temperature, torch.Tensor):
+        temperature = temperature.to(device, torch.float32)
         greedy_rows = temperature == 0  # (B,) argmax there; the 1.0 below only keeps the division finite
         temperature = torch.where(greedy_rows, 1.0, temperature).unsqueeze(1)  # (B, 1)
-    steps = []
-    for t in range(loaded.max_length - 1):
-        logits, hidden = model.step(z, token, hidden)  # (B, V), (L, B, H)
+    else:
+        greedy_rows = None
+    # Only the rows still decoding are stepped: `live` (A,) holds their indices into the batch, and
+    # z, the state and every per-row input are cut to them as rows write EOS.
+    live = torch.arange(batch, device=device)  # (A,)
+    z_live, hidden = z, model.initial_hidden(z)  # (A, Z), (L, A, H)
+    token = torch.full((batch,), BOS_ID, dtype=torch.long, device=device)  # (A,)
+    for t in range(steps):
+        logits, hidden = model.step(z_live, token, hidden)  # (A, V), (L, A, H)
         logits = logits.float()
         logits[:, banned] = -math.inf
         if avoid is not None:
-            at_cut = (prefix_lengths == t) & (avoid >= 0)  # (B,)
-            logits[rows[at_cut], avoid[at_cut]] = -math.inf
-        if not per_row and temperature == 0:
-            token = logits.argmax(dim=-1)  # (B,)
+            at_cut = (prefix_lengths[live] == t) & (avoid[live] >= 0)  # (A,)
+            logits[at_cut.nonzero().squeeze(1), avoid[live][at_cut]] = -math.inf
+        if not sampled:
+            token = logits.argmax(dim=-1)  # (A,)
         else:
-            scaled = logits / temperature
+            scaled = logits / (temperature[live] if greedy_rows is not None else temperature)
             if 0 < top_k < logits.size(-1):
-                kth = scaled.topk(top_k, dim=-1).values[:, -1:]  # (B, 1)
+                kth = scaled.topk(top_k, dim=-1).values[:, -1:]  # (A, 1)
                 scaled = scaled.masked_fill(scaled < kth, -math.inf)
-            token = torch.multinomial(scaled.softmax(dim=-1), 1, generator=generator).squeeze(1)  # (B,)
-            if per_row:
-                token = torch.where(greedy_rows, logits.argmax(dim=-1), token)
+            # torch.multinomial's draw (the exponential race), with noise drawn for every row of the
+            # batch so that each row's draws do not depend on which other rows are still decoding
+            noise = torch.empty((batch, logits.size(-1)), device=device).exponential_(1, generator=generator)
+            token = (scaled.softmax(dim=-1) / noise[live]).argmax(dim=-1)  # (A,)
+            if greedy_rows is not None:
+                token = torch.where(greedy_rows[live], logits.argmax(dim=-1), token)
         if prefix is not None and t < prefix.size(1):
-            token = torch.where(prefix_lengths > t, prefix[:, t], token)
-        token = token.masked_fill(finished, PAD_ID)
-        steps.append(token)
-        finished |= token == EOS_ID
-        if bool(finished.all()):
-            break
-    return torch.stack(steps, dim=1)  # (B, T)
+            token = torch.where(prefix_lengths[live] > t, prefix[live, t], token)
+        out[live, t] = token
+        going = token != EOS_ID  # (A,)
+        if not bool(going.any()):
+            return out[:, : t + 1]
+        if not bool(going.all()):
+            live, z_live, token, hidden = live[going], z_live[going], token[going], hidden[:, going]
+    return out
 
 
 @torch.no_grad()
