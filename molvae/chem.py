@@ -21,6 +21,7 @@ import math
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
+import numpy as np
 import selfies as sf
 from rdkit import Chem, DataStructs, RDLogger, rdBase
 from rdkit.Chem import QED, Crippen, Descriptors, FilterCatalog, Lipinski, rdMolDescriptors
@@ -290,11 +291,61 @@ def decode_selfies_checked_list(selfies: list[str]) -> list[tuple[str | None, bo
 # --- fingerprints ---------------------------------------------------------------------------
 
 _MORGAN = GetMorganGenerator(radius=2, fpSize=2048)
+_MORGAN_WORDS = 2048 // 64
 
 
 def morgan_fingerprint(mol: Chem.Mol) -> DataStructs.ExplicitBitVect:
     """Morgan (ECFP4-like) bit fingerprint, radius 2, 2048 bits."""
     return _MORGAN.GetFingerprint(mol)
+
+
+def morgan_words(mol: Chem.Mol) -> np.ndarray:
+    """:func:`morgan_fingerprint`'s bits packed into 32 words (32,) uint64, for :class:`FingerprintIndex`."""
+    return np.frombuffer(bytes.fromhex(DataStructs.BitVectToFPSText(_MORGAN.GetFingerprint(mol))), dtype=np.uint64)
+
+
+class FingerprintIndex:
+    """A growing set of packed fingerprints (:func:`morgan_words`) and the Tanimoto similarities of one
+    fingerprint to all of them at once: RDKit's ``BulkTanimotoSimilarity`` to the last bit (the same
+    integer counts, one division; 0 where both are empty), in under half its time.
+
+    >>> index = FingerprintIndex()
+    >>> for smiles in ("CCO", "CCCO", "c1ccccc1"):
+    ...     index.add(morgan_words(to_mol(smiles)))
+    >>> [round(s, 3) for s in index.similarity(morgan_words(to_mol("CCO"))).tolist()]
+    [1.0, 0.556, 0.0]
+    """
+
+    def __init__(self):
+        self._size = 0
+        self._grow(256)
+
+    def _grow(self, capacity: int) -> None:
+        words = np.empty((capacity, _MORGAN_WORDS), dtype=np.uint64)  # (capacity, W)
+        counts = np.empty(capacity, dtype=np.int64)  # on-bits of each
+        if self._size:
+            words[: self._size], counts[: self._size] = self._words[: self._size], self._counts[: self._size]
+        self._words, self._counts = words, counts
+        self._common = np.empty_like(words)  # scratch for similarity()
+        self._common_bits = np.empty(words.shape, dtype=np.uint8)
+
+    def __len__(self) -> int:
+        return self._size
+
+    def add(self, words: np.ndarray) -> None:
+        if self._size == len(self._counts):
+            self._grow(2 * self._size)
+        self._words[self._size] = words
+        self._counts[self._size] = np.bitwise_count(words).sum()
+        self._size += 1
+
+    def similarity(self, words: np.ndarray) -> np.ndarray:
+        """Tanimoto similarity (N,) float64 of ``words`` to each fingerprint, in the order added."""
+        n = self._size
+        both = np.bitwise_and(self._words[:n], words, out=self._common[:n])  # (N, W)
+        common = np.bitwise_count(both, out=self._common_bits[:n]).sum(axis=1, dtype=np.int64)  # (N,)
+        union = self._counts[:n] + int(np.bitwise_count(words).sum()) - common  # (N,)
+        return np.divide(common, union, out=np.zeros(n), where=union > 0)
 
 
 def tanimoto(mol_a: Chem.Mol, mol_b: Chem.Mol) -> float:

@@ -80,3 +80,26 @@ def test_without_rdkit_log_restores_state():
     with without_rdkit_log():
         assert to_mol("C1CC") is None
     assert rdBase.LogStatus() == before
+
+
+def test_the_fingerprint_index_gives_rdkits_tanimoto_to_the_last_bit():
+    """Packed words and popcounts give the same integer counts as RDKit, then one division: equal floats.
+    600 molecules also grow the index past its first capacity."""
+    from rdkit import DataStructs
+
+    from molvae import BUNDLED_DATA
+    from molvae.chem import FingerprintIndex, morgan_fingerprint, morgan_words, to_mol
+
+    smiles = pd.read_csv(BUNDLED_DATA, nrows=600)["SMILES"].tolist()
+    mols = [to_mol(s) for s in smiles]
+    index = FingerprintIndex()
+    for mol in mols:
+        index.add(morgan_words(mol))
+    assert len(index) == 600
+    bit_vectors = [morgan_fingerprint(mol) for mol in mols]
+    for i in (0, 17, 599):
+        assert index.similarity(morgan_words(mols[i])).tolist() == DataStructs.BulkTanimotoSimilarity(
+            bit_vectors[i], bit_vectors)
+    empty = FingerprintIndex()
+    empty.add(morgan_words(to_mol("[He]")) * 0)  # no bits on either side: 0, as RDKit says
+    assert empty.similarity(morgan_words(to_mol("[He]")) * 0).tolist() == [0.0]

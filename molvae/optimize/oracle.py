@@ -10,11 +10,13 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import torch
 from rdkit import DataStructs
 
 from molvae.checkpoint import LoadedModel
-from molvae.chem import decode_selfies_checked_list, decode_selfies_list, morgan_fingerprint, to_mol
+from molvae.chem import (FingerprintIndex, decode_selfies_checked_list, decode_selfies_list, morgan_fingerprint,
+                         morgan_words, to_mol)
 from molvae.model import MolVAE
 from molvae.objectives import Filters, Objective, score_smiles
 from molvae.optimize.surrogates import Surrogate, surrogate_score
@@ -39,24 +41,26 @@ SCREEN_BY_CALLS_AFTER = 100  # calls scored before screen_by_calls starts rankin
 _NEIGHBOURS = 8  # nearest scored molecules averaged by nearest_called_prediction
 
 
-def nearest_called_prediction(fingerprints: Sequence[Any], called_fps: Sequence[Any],
+def nearest_called_prediction(fingerprints: Sequence[np.ndarray], called: FingerprintIndex,
                               called_scores: Sequence[float], neighbours: int = _NEIGHBOURS) -> list[float]:
     """Each molecule's predicted score (a surrogate fitted online to the oracle's own calls): the mean
-    score of its ``neighbours`` most similar scored molecules (Tanimoto, Morgan r=2), weighted by
-    squared similarity; 0 for a molecule with no similar one. Costs no call.
+    score of its ``neighbours`` most similar scored molecules (Tanimoto, Morgan r=2, fingerprints as
+    :func:`molvae.chem.morgan_words`), weighted by squared similarity; 0 for a molecule with no
+    similar one. Costs no call.
 
-    >>> from molvae.chem import morgan_fingerprint, to_mol
-    >>> fps = [morgan_fingerprint(to_mol(s)) for s in ("CCO", "CCCO", "c1ccccc1")]
-    >>> [round(p, 2) for p in nearest_called_prediction(fps[:1], fps[1:], [0.9, 0.1], neighbours=1)]
+    >>> from molvae.chem import morgan_words, to_mol
+    >>> fps = [morgan_words(to_mol(s)) for s in ("CCO", "CCCO", "c1ccccc1")]
+    >>> called = FingerprintIndex()
+    >>> called.add(fps[1]), called.add(fps[2])
+    (None, None)
+    >>> [round(p, 2) for p in nearest_called_prediction(fps[:1], called, [0.9, 0.1], neighbours=1)]
     [0.9]
     """
     scores = torch.tensor(list(called_scores), dtype=torch.float64)  # (C,)
-    called_fps = list(called_fps)
-    k = min(neighbours, len(called_fps))
+    k = min(neighbours, len(called))
     predicted = []
     for fingerprint in fingerprints:
-        similarity = torch.tensor(DataStructs.BulkTanimotoSimilarity(fingerprint, called_fps),
-                                  dtype=torch.float64)  # (C,)
+        similarity = torch.from_numpy(called.similarity(fingerprint))  # (C,)
         nearest, index = similarity.topk(k)  # (k,)
         weight = nearest.square()
         predicted.append(float((weight * scores[index]).sum() / weight.sum()) if weight.sum() > 0 else 0.0)
@@ -169,7 +173,7 @@ class Oracle:
         self._symbols: dict[str, list[int] | None] = {}  # SMILES -> SELFIES symbol ids; None: the model cannot read it
         self._mu: dict[str, torch.Tensor] = {}  # SMILES -> encoder mean (Z,) by the current model
         self._generator = torch.Generator(device=loaded.device).manual_seed(seed)
-        self._called_fps: list[Any] = []  # fingerprints of the molecules scored so far, in call order
+        self._called_fps = FingerprintIndex()  # fingerprints of the molecules scored so far, in call order
         self._called_scores: list[float] = []  # and their scores (a filtered molecule counts as 0)
         score_smiles([], self.objectives)  # imports a custom scorer now: a wrong path fails before decoding
 
@@ -360,7 +364,7 @@ class Oracle:
         (:func:`nearest_called_prediction`); else all."""
         if (self.screen_by_calls and len(smiles) > self.screen_by_calls
                 and len(self._called_scores) >= SCREEN_BY_CALLS_AFTER):
-            fingerprints = [morgan_fingerprint(to_mol(s)) for s in smiles]
+            fingerprints = [morgan_words(to_mol(s)) for s in smiles]
             predicted = nearest_called_prediction(fingerprints, self._called_fps, self._called_scores)
             order = sorted(range(len(smiles)), key=lambda i: -predicted[i])[: self.screen_by_calls]
             return [smiles[i] for i in order]
@@ -386,7 +390,7 @@ class Oracle:
         self.stats.calls += 1
         self._cache[smiles] = scored.score
         if self.screen_by_calls:
-            self._called_fps.append(morgan_fingerprint(to_mol(smiles)))
+            self._called_fps.add(morgan_words(to_mol(smiles)))
             self._called_scores.append(0.0 if scored.score is None else scored.score)
         if scored.score is None:
             self.stats.filtered += 1

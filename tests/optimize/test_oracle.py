@@ -115,7 +115,7 @@ def test_oracle_several_decodes_per_point_keep_the_best(loaded):
 
 def test_screening_by_calls_scores_the_molecules_whose_scored_neighbours_scored_best(loaded, monkeypatch):
     import molvae.optimize.oracle as oracle_module
-    from molvae.chem import morgan_fingerprint
+    from molvae.chem import morgan_words
 
     monkeypatch.setattr(oracle_module, "SCREEN_BY_CALLS_AFTER", 2)
     molecules = [ETHANOL, BENZENE, PHENOL, "CCCO", TOLUENE, CATECHOL]
@@ -131,7 +131,7 @@ def test_screening_by_calls_scores_the_molecules_whose_scored_neighbours_scored_
     assert [c.smiles for c in oracle.candidates][-1] == expected and oracle.stats.calls == 3
     assert {o.smiles for o in outcomes if o.status == "screened"} == {PHENOL, "CCCO"} - {expected}
     predicted = oracle_module.nearest_called_prediction(
-        [morgan_fingerprint(to_mol(s)) for s in molecules], oracle._called_fps, oracle._called_scores)
+        [morgan_words(to_mol(s)) for s in molecules], oracle._called_fps, oracle._called_scores)
     called = [qed[c.smiles] for c in oracle.candidates]
     assert predicted[0] == pytest.approx(qed[ETHANOL], rel=0.2)  # its own score carries the most weight
     assert all(min(called) - 1e-12 <= p <= max(called) + 1e-12 for p in predicted)  # a weighted mean of scores
