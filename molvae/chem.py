@@ -290,8 +290,9 @@ def decode_selfies_checked_list(selfies: list[str]) -> list[tuple[str | None, bo
 
 # --- fingerprints ---------------------------------------------------------------------------
 
-_MORGAN = GetMorganGenerator(radius=2, fpSize=2048)
-_MORGAN_WORDS = 2048 // 64
+_MORGAN_BITS = 2048
+_MORGAN = GetMorganGenerator(radius=2, fpSize=_MORGAN_BITS)
+_MORGAN_WORDS = _MORGAN_BITS // 64  # uint64 words of a packed fingerprint (morgan_words)
 
 
 def morgan_fingerprint(mol: Chem.Mol) -> DataStructs.ExplicitBitVect:
