@@ -80,3 +80,12 @@ def test_a_key_carries_its_whole_comment_and_no_group_heading():
     assert rows["neighbourhood_elites"].endswith("(1 = hill climbing); 0 = 16 from random starts, 1 around a seed "
                                                  "(16 there was within noise of 1: docs/results.md) |")
     assert rows["seed"].endswith("| seeds starts, noise, BO and extra decodes |")  # not "... surrogate (property ..."
+
+
+def test_config_page_gives_the_population_search_defaults():
+    from molvae.config import toml_value
+    from molvae.optimize import POPULATION_SEARCH
+
+    intro = (REFERENCE / "config.md").read_text().split("## Optimization runs", 1)[1].split("**[optimize]**", 1)[0]
+    for key, value in POPULATION_SEARCH.items():
+        assert f"`{key} = {toml_value(value)}`" in intro, f"POPULATION_SEARCH's {key} is not on the config page"

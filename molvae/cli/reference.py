@@ -49,8 +49,10 @@ def render_cli() -> str:
 
 def render_config() -> str:
     """Every key of a training run's TOML file and of an optimization run file."""
-    from molvae.config import reference_markdown
-    from molvae.optimize import OptimizeConfig
+    from molvae.config import reference_markdown, toml_value
+    from molvae.optimize import POPULATION_SEARCH, OptimizeConfig
+
+    population = ", ".join(f"`{key} = {toml_value(value)}`" for key, value in POPULATION_SEARCH.items())
 
     return "\n".join([
         "# Configuration", "", GENERATED.strip(), "",
@@ -60,7 +62,9 @@ def render_config() -> str:
         "## Training runs", "", reference_markdown(),
         "## Optimization runs", "",
         "`molvae optimize --config FILE` reads `objective` (or `[[objectives]]` tables), `methods`, "
-        "`[optimize]`, `[filters]` and `[tracking]`; `--set key=value` overrides an `[optimize]` key.", "",
+        "`[optimize]`, `[filters]` and `[tracking]`; `--set key=value` overrides an `[optimize]` key. "
+        f"From random starts with the population search alone (the default there), {population} replace the "
+        "defaults below (`molvae.optimize.POPULATION_SEARCH`); a key you set wins.", "",
         reference_markdown({"optimize": OptimizeConfig}),
     ]).rstrip() + "\n"
 
