@@ -218,8 +218,9 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
                     "or from your lead molecules (--seeds). Every candidate is decoded and scored with the real\n"
                     "RDKit objective under a hard budget of oracle calls. From random starts the population\n"
                     "search runs (batch 256, spread 1.0, 4 canonical decodes per point, a screen of 32 by the\n"
-                    "calls so far); around leads the neighbourhood search, with gradient ascent and the random\n"
-                    "baseline beside it at the same budget. Results are ranked by the true score.",
+                    "calls so far, the model retrained every 5 rounds on the best molecules so far); around\n"
+                    "leads the neighbourhood search, with gradient ascent and the random baseline beside it at\n"
+                    "the same budget. Results are ranked by the true score.",
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", help="checkpoint written by `molvae train` (e.g. runs/exp1/model.pt); default: the "
                                    "lead model shipped with molvae, which reconstructs molecules and predicts their "

@@ -113,10 +113,12 @@ class OptimizeConfig:
 
 
 POPULATION_SEARCH: dict[str, object] = {"batch_size": 256, "prior_spread": 1.0, "canonical_decodes": True,
-                                         "decodes_per_point": 4, "screen_by_calls": 32, "surrogate": "none"}
+                                         "decodes_per_point": 4, "screen_by_calls": 32, "surrogate": "none",
+                                         "finetune_every": 5}
 """The population search's settings from random starts, chosen on PMO's two tuning tasks
-(``zaleplon_mpo``, ``perindopril_mpo``; docs/studies/2026-12-07-pmo-tuning.md). No surrogate: it would
-only annotate candidates, and fitting one labels molecules with the objective outside the budget."""
+(``zaleplon_mpo``, ``perindopril_mpo``; docs/studies/2026-12-07-pmo-tuning.md and
+docs/studies/2026-12-07-population-search-levers.md), weighted retraining included. No surrogate: it
+would only annotate candidates, and fitting one labels molecules with the objective outside the budget."""
 
 
 def random_start_settings(table: Mapping[str, object], methods: Sequence[str]) -> dict[str, object]:
