@@ -390,7 +390,7 @@ class Model:
         ``candidates``, ``summary``, ``curves``, and ``leads`` with seeds). ``options`` go to
         :func:`molvae.optimize.run_campaign` (``top``, ``tracker``, ``surrogate_data``, ...)."""
         from molvae.objectives import filters_from_dict, parse_objectives
-        from molvae.optimize import optimize_config_from_dict, resolve_recipe, run_campaign
+        from molvae.optimize import method_settings, optimize_config_from_dict, resolve_recipe, run_campaign
 
         objectives = parse_objectives(objective) if isinstance(objective, str) else tuple(objective)
         _number("budget", budget, 1, 10**7, integer=True)
@@ -402,10 +402,11 @@ class Model:
                 table[key] = value
         methods = [method] if isinstance(method, str) else list(method or [])
         methods = [m.strip() for part in methods for m in part.split(",") if m.strip()]
-        methods, table = resolve_recipe(methods, table, from_leads=seeds is not None)
-        config = optimize_config_from_dict(table)
-        return run_campaign(self.loaded, objectives, methods, config, filters_from_dict(dict(filters or {})),
-                            _smiles_list(seeds) if seeds is not None else None, **options)
+        methods, shared = resolve_recipe(methods, table, from_leads=seeds is not None)
+        options.setdefault("method_configs", method_settings(table, methods, from_leads=seeds is not None))
+        return run_campaign(self.loaded, objectives, methods, optimize_config_from_dict(shared),
+                            filters_from_dict(dict(filters or {})), _smiles_list(seeds) if seeds is not None else None,
+                            **options)
 
     def optimize(self, objective: str | Sequence[Any], *, seeds: str | Sequence[str] | None = None,
                  budget: int = 1000, min_similarity: float = 0.0, method: str | Sequence[str] | None = None,

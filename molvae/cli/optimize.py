@@ -56,13 +56,14 @@ class Recipe:
     config: Any  # OptimizeConfig
     filters: Any  # Filters
     tracking: Any  # TrackingConfig
+    method_configs: dict = dataclasses.field(default_factory=dict)  # method -> OptimizeConfig (method_settings)
 
 
 def load_recipe(args: argparse.Namespace) -> Recipe:
     """The run file (``--config``, optional) with the command-line flags on top of it."""
     from molvae.config import build_dataclass, read_toml
     from molvae.objectives import filters_from_dict, objectives_from_tables, parse_objectives
-    from molvae.optimize import OPTIMIZERS, optimize_config_from_dict, resolve_recipe
+    from molvae.optimize import OPTIMIZERS, method_settings, optimize_config_from_dict, resolve_recipe
     from molvae.tracking import TrackingConfig
 
     table: dict[str, Any] = read_toml(args.config, "run file") if args.config else {}
@@ -84,18 +85,20 @@ def load_recipe(args: argparse.Namespace) -> Recipe:
     for key in ("budget", "batch_size", "seed", "min_similarity", "surrogate"):
         if getattr(args, key) is not None:
             overrides[key] = getattr(args, key)
+    given = dict(overrides)
     methods, overrides = resolve_recipe(methods, overrides, from_leads=bool(args.seeds))
     for method in methods:
         if method not in OPTIMIZERS:
             raise ConfigError(f"unknown method {method!r}; choose from {', '.join(OPTIMIZERS)}")
     config = optimize_config_from_dict(overrides)
+    method_configs = method_settings(given, methods, from_leads=bool(args.seeds))
 
     filters = filters_from_dict({**table.get("filters", {}), **parse_pairs(args.filter, "--filter")})
     tracking = build_dataclass(TrackingConfig, table.get("tracking", {}), "tracking",
                                base=TrackingConfig(experiment="molvae-optimize"))
     flags = {"enabled": False} if args.no_track else {}
     flags.update({key: value for key, value in (("uri", args.tracking_uri), ("experiment", args.experiment)) if value})
-    return Recipe(tuple(objectives), methods, config, filters, dataclasses.replace(tracking, **flags))
+    return Recipe(tuple(objectives), methods, config, filters, dataclasses.replace(tracking, **flags), method_configs)
 
 
 # --- output -----------------------------------------------------------------------------------
@@ -157,6 +160,14 @@ def _print_summary(table: list[dict[str, Any]]) -> None:
 
 # --- the command ------------------------------------------------------------------------------
 
+def _own_settings(recipe: Recipe) -> dict[str, dict[str, Any]]:
+    """Per method, the settings where it differs from ``recipe.config`` (the population search's preset
+    beside other methods)."""
+    shared = dataclasses.asdict(recipe.config)
+    return {method: {key: value for key, value in dataclasses.asdict(own).items() if value != shared[key]}
+            for method, own in recipe.method_configs.items() if own != recipe.config}
+
+
 def _tracker(tracking, run_name: str, parent=None):
     from molvae.tracking import MlflowTracker, NullTracker
 
@@ -190,12 +201,14 @@ def cmd_optimize(args: argparse.Namespace) -> int:
             surrogate_data=args.surrogate_data, surrogate_data_column=args.surrogate_smiles_column,
             report_properties=[p for p in args.report_properties.split(",") if p], top=args.top,
             top_per_seed=args.top_per_seed, grid=args.grid, tracker=parent,
-            child_run=lambda method: _tracker(recipe.tracking, method, parent=parent))
+            child_run=lambda method: _tracker(recipe.tracking, method, parent=parent),
+            method_configs=recipe.method_configs)
         files = write_campaign(campaign, out)
         table = campaign.summary.to_dict("records")
         summary = {"model": model.path, "objectives": format_objectives(recipe.objectives),
                    "methods": ",".join(recipe.methods), "seeds": args.seeds or "",
                    "optimize": dataclasses.asdict(recipe.config), "filters": dataclasses.asdict(recipe.filters),
+                   "optimize_per_method": _own_settings(recipe),
                    "surrogate": campaign.surrogate, "results": table, "seconds": campaign.seconds}
         (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
         files.append(out / "summary.json")

@@ -63,8 +63,9 @@ def render_config() -> str:
         "## Optimization runs", "",
         "`molvae optimize --config FILE` reads `objective` (or `[[objectives]]` tables), `methods`, "
         "`[optimize]`, `[filters]` and `[tracking]`; `--set key=value` overrides an `[optimize]` key. "
-        f"From random starts with the population search alone (the default there), {population} replace the "
-        "defaults below (`molvae.optimize.POPULATION_SEARCH`); a key you set wins.", "",
+        f"From random starts the population search (the default there) runs with {population} in place of "
+        "the defaults below (`molvae.optimize.POPULATION_SEARCH`), beside other methods too, which keep the "
+        "defaults; a key you set wins.", "",
         reference_markdown({"optimize": OptimizeConfig}),
     ]).rstrip() + "\n"
 

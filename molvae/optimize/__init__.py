@@ -43,7 +43,8 @@ surrogate and the truth is reported (:func:`surrogate_gap`); results are ranked 
 
 from molvae.optimize.bo import run_bo
 from molvae.optimize.campaign import Campaign, default_methods, mean_improvement_curve, resolve_recipe, run_campaign
-from molvae.optimize.config import POPULATION_SEARCH, OptimizeConfig, optimize_config_from_dict, random_start_settings
+from molvae.optimize.config import (POPULATION_SEARCH, OptimizeConfig, method_settings, optimize_config_from_dict,
+                                    random_start_settings)
 from molvae.optimize.leads import LeadResult, lead_summary, optimize_leads
 from molvae.optimize.methods import OPTIMIZERS, optimize, run_method
 from molvae.optimize.neighbourhood import run_neighbourhood
@@ -75,6 +76,7 @@ __all__ = [
     "fit_ensemble",
     "lead_summary",
     "mean_improvement_curve",
+    "method_settings",
     "optimize",
     "optimize_config_from_dict",
     "optimize_leads",

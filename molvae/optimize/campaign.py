@@ -128,11 +128,14 @@ def run_campaign(loaded: LoadedModel, objectives: Sequence[Objective], methods: 
                  surrogate_data_column: str = "", report_properties: Sequence[str] = ("qed", "logp", "sa", "mw",
                                                                                       "plogp_raw"),
                  top: int = 100, top_per_seed: int = 3, grid: int = 24, tracker: Tracker | None = None,
-                 child_run: ChildRun | None = None) -> Campaign:
+                 child_run: ChildRun | None = None,
+                 method_configs: Mapping[str, OptimizeConfig] | None = None) -> Campaign:
     """Optimize ``objectives`` with each of ``methods`` (default :func:`default_methods`), each under
     ``config.budget`` oracle calls: from random starts, or from each SMILES of ``seeds`` in turn within
-    ``config.min_similarity`` of it. ``tracker`` records the campaign, ``child_run(method)`` one run
-    per method (both record nothing by default)."""
+    ``config.min_similarity`` of it. From random starts a method in ``method_configs`` runs with those
+    settings instead (:func:`molvae.optimize.config.method_settings`); the surrogate follows ``config``.
+    ``tracker`` records the campaign, ``child_run(method)`` one run per method (both record nothing by
+    default)."""
     methods = tuple(methods) or default_methods(seeds is not None)
     for method in methods:
         if method not in OPTIMIZERS:
@@ -153,9 +156,9 @@ def run_campaign(loaded: LoadedModel, objectives: Sequence[Objective], methods: 
                         "filters": dataclasses.asdict(filters), "surrogate": surrogate_info})
     training = novelty_reference(loaded)
     if seeds is None:
-        campaign = _from_random_starts(loaded, tuple(objectives), methods, config, filters, surrogate,
-                                       surrogate_info, training, list(report_properties), top, grid, tracker,
-                                       child_run)
+        campaign = _from_random_starts(loaded, tuple(objectives), methods, config, dict(method_configs or {}),
+                                       filters, surrogate, surrogate_info, training, list(report_properties), top,
+                                       grid, tracker, child_run)
     else:
         campaign = _from_leads(loaded, tuple(objectives), methods, config, filters, surrogate, list(seeds),
                                training, top_per_seed, grid, tracker, child_run)
@@ -164,13 +167,16 @@ def run_campaign(loaded: LoadedModel, objectives: Sequence[Objective], methods: 
     return campaign
 
 
-def _from_random_starts(loaded, objectives, methods, config, filters, surrogate, surrogate_info, training,
-                        extra, top, grid, tracker, child_run) -> Campaign:
+def _from_random_starts(loaded, objectives, methods, config, method_configs, filters, surrogate, surrogate_info,
+                        training, extra, top, grid, tracker, child_run) -> Campaign:
     results = {}
     for method in methods:
+        own = method_configs.get(method, config)
         with child_run(method) as child:
-            child.log_params({"method": method, "budget": config.budget})
-            result = run_method(loaded, objectives, method, config, filters, surrogate)
+            child.log_params({"method": method, "budget": own.budget,
+                              **({"optimize": dataclasses.asdict(own)} if own != config else {})})
+            result = run_method(loaded, objectives, method, own, filters,
+                                surrogate if own.surrogate != "none" else None)
             child.log_metrics(_finite(result.summary()))
             _log_curve(child, "best_score", result.best_curve)
         tracker.log_metrics(_finite({f"{method}_{k}": v for k, v in result.summary().items()

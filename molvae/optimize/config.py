@@ -123,12 +123,28 @@ would only annotate candidates, and fitting one labels molecules with the object
 
 def random_start_settings(table: Mapping[str, object], methods: Sequence[str]) -> dict[str, object]:
     """``table`` over :data:`POPULATION_SEARCH` when ``methods`` is the population search alone (the
-    default from random starts); a key the user set wins.
+    default from random starts); a key the user set wins. Beside other methods the population search
+    still gets the preset, from :func:`method_settings`; the others keep ``table``.
 
     >>> random_start_settings({"batch_size": 64}, ["neighbourhood"])["batch_size"], random_start_settings({}, ["bo"])
     (64, {})
     """
     return {**POPULATION_SEARCH, **table} if tuple(methods) == ("neighbourhood",) else dict(table)
+
+
+def method_settings(table: Mapping[str, object], methods: Sequence[str],
+                    from_leads: bool) -> dict[str, OptimizeConfig]:
+    """Each method's :class:`OptimizeConfig`: ``table`` (the keys the user set) over the defaults and,
+    for the population search from random starts, over :data:`POPULATION_SEARCH` too, whatever runs
+    beside it; so ``neighbourhood,random`` compares the default search with plain prior sampling.
+
+    >>> settings = method_settings({"budget": 50}, ["neighbourhood", "random"], from_leads=False)
+    >>> settings["neighbourhood"].finetune_every, settings["random"].finetune_every, settings["random"].budget
+    (5, 0, 50)
+    """
+    return {method: optimize_config_from_dict({**POPULATION_SEARCH, **table}
+                                              if method == "neighbourhood" and not from_leads else table)
+            for method in methods}
 
 
 def optimize_config_from_dict(table: Mapping[str, object], base: OptimizeConfig | None = None) -> OptimizeConfig:

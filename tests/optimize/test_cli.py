@@ -140,3 +140,27 @@ def test_from_random_starts_the_population_search_is_the_default_and_set_keys_wi
                                "--budget", "40", "--batch-size", "16", "--set", "max_stale_rounds=3"])) == 0
     summary = pd.read_csv(out / "summary.csv")
     assert list(summary["method"]) == ["neighbourhood"] and 0 < summary.loc[0, "oracle_calls"] <= 40
+
+
+def test_beside_other_methods_the_population_search_keeps_its_preset_and_they_keep_theirs(trained_run, tmp_path):
+    """`--method neighbourhood,random` compares the default search with plain prior sampling: the preset
+    (screen by calls, weighted retraining, ...) goes to the population search only, a key set goes to both."""
+    from molvae.cli.optimize import load_recipe
+    from molvae.optimize import POPULATION_SEARCH
+
+    checkpoint = str(trained_run.files["checkpoint"])
+    args = ["--model", checkpoint, "--objective", "qed:max", "--method", "neighbourhood,random", "--budget", "40",
+            "--set", "max_stale_rounds=3", "--set", "prior_spread=1.5"]
+    recipe = load_recipe(parse([*args, "--out", str(tmp_path)]))
+    population, baseline = recipe.method_configs["neighbourhood"], recipe.method_configs["random"]
+    assert {key: getattr(population, key) for key in POPULATION_SEARCH} == {**POPULATION_SEARCH, "prior_spread": 1.5}
+    assert baseline.screen_by_calls == 0 and baseline.finetune_every == 0 and baseline.batch_size == 32
+    assert population.budget == baseline.budget == 40 and baseline.prior_spread == 1.5
+
+    out = tmp_path / "both"
+    assert cmd_optimize(parse([*args, "--batch-size", "16", "--out", str(out), "--no-track"])) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert [row["method"] for row in summary["results"]] == ["neighbourhood", "random"]
+    assert all(0 < row["oracle_calls"] <= 40 for row in summary["results"])
+    assert summary["optimize_per_method"]["neighbourhood"]["finetune_every"] == 5
+    assert "batch_size" not in summary["optimize_per_method"]["neighbourhood"]  # 16 for both: the key set wins
