@@ -32,6 +32,7 @@ def test_help(script):
 
 BAD_INPUT = {
     "constrained_benchmark.py": ["--data", "no/such.txt", "--out", "{tmp}/o"],  # needs no ../shared
+    "custom_objective.py": ["--model", "no/such/model.pt", "--out", "{tmp}/o"],
     "latent_study.py": ["--data", "no/such.csv", "--out", "{tmp}/o"],
     "make_lead_data.py": ["--moses", "no/such.csv.gz", "--out", "{tmp}/o.csv.gz"],
     "make_pmo_fixture.py": ["--tdc037", "no/such", "--out", "{tmp}/o.csv"],
@@ -254,3 +255,29 @@ def test_pmo_runner_tiny(trained_run, tmp_path):
                          (["--shard", "2/2"], "--shard"), (["--spread", "-1"], "prior_spread")):
         done = run("pmo.py", *common, "--out", tmp_path / "bad", *bad)
         assert done.returncode == 2 and message in done.stderr and "Traceback" not in done.stderr
+
+
+def test_custom_objective_tiny(trained_run, tmp_path):
+    """The untuned custom scorer, the default search beside random sampling: one row per method and seed,
+    each within the budget, and the table printed. The scorer is RDKit descriptors of one molecule, so
+    imatinib's value is exact up to the printed rounding."""
+    import importlib.util
+
+    import pandas as pd
+
+    spec = importlib.util.spec_from_file_location("custom_objective", SCRIPT_PATHS["custom_objective.py"])
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    from rdkit import Chem
+
+    assert module.imatinib_like(Chem.MolFromSmiles(module.IMATINIB)) == pytest.approx(0.756, abs=5e-4)
+
+    done = run("custom_objective.py", "--model", trained_run.out_dir / "model.pt", "--out", tmp_path / "o",
+               "--methods", "neighbourhood,random", "--seeds", "0,1", "--budget", 12, "--threads", 1,
+               "--set", "max_stale_rounds=3")
+    assert done.returncode == 0, done.stderr
+    runs = pd.read_csv(tmp_path / "o" / "runs.csv")
+    assert sorted(zip(runs["method"], runs["seed"])) == [("neighbourhood", 0), ("neighbourhood", 1),
+                                                         ("random", 0), ("random", 1)]
+    assert ((runs["oracle_calls"] > 0) & (runs["oracle_calls"] <= 12)).all()
+    assert "| neighbourhood |" in done.stdout and "| random |" in done.stdout
