@@ -225,6 +225,12 @@ def test_pmo_runner_tiny(trained_run, tmp_path):
     done = run("pmo.py", "--compare", f"both={tmp_path / 's0'},{tmp_path / 's1'}", "--out", tmp_path / "c")
     assert done.returncode == 0, done.stderr  # one arm run in two folders: both seeds of each task
     assert set(pd.read_csv(tmp_path / "c" / "compare.csv")["seeds"]) == {"0/1"}
+    both = run("pmo.py", "--model", model, "--tasks", "qed", "--methods", "neighbourhood,random", "--seeds", "0",
+               "--budget", 8, "--device", "cpu", "--threads", 1, "--out", tmp_path / "both")
+    assert both.returncode == 0, both.stderr  # the population search keeps its preset beside random sampling
+    meta = json.loads((tmp_path / "both" / "run.json").read_text())
+    assert meta["settings_per_method"]["neighbourhood"]["finetune_every"] == 5 and meta["settings"]["budget"] == 8
+    assert list(pd.read_csv(tmp_path / "both" / "runs.csv")["method"]) == ["neighbourhood", "random"]
     for arms in ([tmp_path / "s0"], [f"a={tmp_path / 's0'},{tmp_path / 's0'}"]):
         done = run("pmo.py", "--compare", *arms, "--out", tmp_path / "c")
         assert done.returncode == 2 and ("LABEL=DIR" in done.stderr or "two folders" in done.stderr)

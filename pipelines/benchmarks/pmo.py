@@ -14,7 +14,8 @@ not available here). No surrogate is fitted: labelling molecules with a PMO obje
 would be oracle calls outside the budget, so ``gradient`` (which needs a surrogate) is not offered.
 
 The default method is molvae's default from random starts: the population search (``neighbourhood``)
-with :data:`molvae.optimize.POPULATION_SEARCH` under whatever --batch-size, --spread and --set give.
+with :data:`molvae.optimize.POPULATION_SEARCH` under whatever --batch-size, --spread and --set give,
+beside other methods too (``--methods neighbourhood,random``), which keep the defaults.
 Full size (GPU, or shards side by side on CPU):
     python pipelines/benchmarks/pmo.py --out runs/pmo --seeds 0,1,2,3,4
 Two shards on a 2-core CPU, then merged:
@@ -35,6 +36,7 @@ LABEL=DIR ...`` puts study arms (folders run with different settings) side by si
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 import time
@@ -154,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
     from molvae.checkpoint import PRETRAINED_LEAD, load_model
     from molvae.config import parse_pairs
     from molvae.device import resolve_device
-    from molvae.optimize import OPTIMIZERS, optimize_config_from_dict, resolve_recipe
+    from molvae.optimize import OPTIMIZERS, method_settings, optimize_config_from_dict, resolve_recipe
 
     for method in methods:
         if method not in OPTIMIZERS:
@@ -163,8 +165,11 @@ def main(argv: list[str] | None = None) -> int:
     for key, value in (("batch_size", args.batch_size), ("prior_spread", args.spread)):
         if value is not None:
             settings[key] = value
-    _, settings = resolve_recipe(methods, settings, from_leads=False)  # the population search's preset
+    configs = method_settings(settings, methods, from_leads=False)  # the population search keeps its preset
+    _, settings = resolve_recipe(methods, settings, from_leads=False)  # ... which the shared settings hold if alone
     base = optimize_config_from_dict(settings)
+    per_method = {m: {k: v for k, v in dataclasses.asdict(c).items() if v != getattr(base, k)}
+                  for m, c in configs.items() if c != base}
     if args.threads:
         torch.set_num_threads(args.threads)
     model_path = args.model or str(PRETRAINED_LEAD)
@@ -175,7 +180,8 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     meta = {"model": model_path, "budget": args.budget, "batch_size": base.batch_size, "settings": settings,
-            "tasks": tasks, "methods": methods, "seeds": seeds, "shard": f"{shard}/{shards}"}
+            "tasks": tasks, "methods": methods, "seeds": seeds, "shard": f"{shard}/{shards}",
+            **({"settings_per_method": per_method} if per_method else {})}
     meta_path = out / "run.json"
     if meta_path.exists():  # resume: only with the same settings
         before = json.loads(meta_path.read_text())
@@ -192,7 +198,7 @@ def main(argv: list[str] | None = None) -> int:
     for task, method, seed in plan:
         if (task, method, seed) in done:
             continue
-        row, curve = run_one(loaded, task, method, seed, base, out)
+        row, curve = run_one(loaded, task, method, seed, configs[method], out)
         pd.DataFrame([row]).to_csv(runs_path, mode="a", header=not runs_path.exists(), index=False)
         points = pd.DataFrame({"task": task, "method": method, "seed": seed, "calls": list(curve),
                                "top10_mean": list(curve.values())})
