@@ -50,6 +50,8 @@ def resolve_recipe(methods: Sequence[str], table: Mapping[str, object],
     """The methods to run (those named, else :func:`default_methods`) and the ``[optimize]`` table,
     over :data:`molvae.optimize.config.POPULATION_SEARCH` from random starts when the population search
     runs alone (:func:`molvae.optimize.config.random_start_settings`): what the CLI and the API run.
+    Beside other methods it keeps the preset through
+    :func:`molvae.optimize.config.method_settings`, each method's own settings.
 
     >>> resolve_recipe([], {"budget": 10}, from_leads=False)[1]["decodes_per_point"]
     4
