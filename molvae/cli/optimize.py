@@ -160,14 +160,6 @@ def _print_summary(table: list[dict[str, Any]]) -> None:
 
 # --- the command ------------------------------------------------------------------------------
 
-def _own_settings(recipe: Recipe) -> dict[str, dict[str, Any]]:
-    """Per method, the settings where it differs from ``recipe.config`` (the population search's preset
-    beside other methods)."""
-    shared = dataclasses.asdict(recipe.config)
-    return {method: {key: value for key, value in dataclasses.asdict(own).items() if value != shared[key]}
-            for method, own in recipe.method_configs.items() if own != recipe.config}
-
-
 def _tracker(tracking, run_name: str, parent=None):
     from molvae.tracking import MlflowTracker, NullTracker
 
@@ -178,7 +170,7 @@ def cmd_optimize(args: argparse.Namespace) -> int:
     """Run the optimization described by the flags (and ``--config``); write OUT/; print a summary."""
     import torch
 
-    from molvae.optimize import run_campaign
+    from molvae.optimize import run_campaign, settings_per_method
     from molvae.data import read_smiles_table
     from molvae.objectives import format_objectives
 
@@ -208,7 +200,7 @@ def cmd_optimize(args: argparse.Namespace) -> int:
         summary = {"model": model.path, "objectives": format_objectives(recipe.objectives),
                    "methods": ",".join(recipe.methods), "seeds": args.seeds or "",
                    "optimize": dataclasses.asdict(recipe.config), "filters": dataclasses.asdict(recipe.filters),
-                   "optimize_per_method": _own_settings(recipe),
+                   "optimize_per_method": settings_per_method(recipe.method_configs, recipe.config),
                    "surrogate": campaign.surrogate, "results": table, "seconds": campaign.seconds}
         (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
         files.append(out / "summary.json")

@@ -44,7 +44,7 @@ surrogate and the truth is reported (:func:`surrogate_gap`); results are ranked 
 from molvae.optimize.bo import run_bo
 from molvae.optimize.campaign import Campaign, default_methods, mean_improvement_curve, resolve_recipe, run_campaign
 from molvae.optimize.config import (POPULATION_SEARCH, OptimizeConfig, method_settings, optimize_config_from_dict,
-                                    random_start_settings)
+                                    random_start_settings, settings_per_method)
 from molvae.optimize.leads import LeadResult, lead_summary, optimize_leads
 from molvae.optimize.methods import OPTIMIZERS, optimize, run_method
 from molvae.optimize.neighbourhood import run_neighbourhood
@@ -88,6 +88,7 @@ __all__ = [
     "run_method",
     "run_neighbourhood",
     "run_random",
+    "settings_per_method",
     "surrogate_gap",
     "surrogate_score",
     "surrogate_training_data",

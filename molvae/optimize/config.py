@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 from molvae.sample import REFINE_STEPS
 
@@ -145,6 +145,19 @@ def method_settings(table: Mapping[str, object], methods: Sequence[str],
     return {method: optimize_config_from_dict({**POPULATION_SEARCH, **table}
                                               if method == "neighbourhood" and not from_leads else table)
             for method in methods}
+
+
+def settings_per_method(configs: Mapping[str, OptimizeConfig], shared: OptimizeConfig) -> dict[str, dict[str, object]]:
+    """Per method whose settings differ from ``shared``, the keys that differ: what a run records beside
+    its shared settings.
+
+    >>> own = settings_per_method(method_settings({}, ["neighbourhood", "random"], False), OptimizeConfig())
+    >>> list(own), own["neighbourhood"]["finetune_every"]
+    (['neighbourhood'], 5)
+    """
+    common = asdict(shared)
+    return {method: {key: value for key, value in asdict(own).items() if value != common[key]}
+            for method, own in configs.items() if own != shared}
 
 
 def optimize_config_from_dict(table: Mapping[str, object], base: OptimizeConfig | None = None) -> OptimizeConfig:

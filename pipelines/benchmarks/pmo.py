@@ -36,7 +36,6 @@ LABEL=DIR ...`` puts study arms (folders run with different settings) side by si
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import sys
 import time
@@ -156,7 +155,8 @@ def main(argv: list[str] | None = None) -> int:
     from molvae.checkpoint import PRETRAINED_LEAD, load_model
     from molvae.config import parse_pairs
     from molvae.device import resolve_device
-    from molvae.optimize import OPTIMIZERS, method_settings, optimize_config_from_dict, resolve_recipe
+    from molvae.optimize import (OPTIMIZERS, method_settings, optimize_config_from_dict, resolve_recipe,
+                                 settings_per_method)
 
     for method in methods:
         if method not in OPTIMIZERS:
@@ -168,8 +168,7 @@ def main(argv: list[str] | None = None) -> int:
     configs = method_settings(settings, methods, from_leads=False)  # the population search keeps its preset
     _, settings = resolve_recipe(methods, settings, from_leads=False)  # ... which the shared settings hold if alone
     base = optimize_config_from_dict(settings)
-    per_method = {m: {k: v for k, v in dataclasses.asdict(c).items() if v != getattr(base, k)}
-                  for m, c in configs.items() if c != base}
+    per_method = settings_per_method(configs, base)
     if args.threads:
         torch.set_num_threads(args.threads)
     model_path = args.model or str(PRETRAINED_LEAD)
